@@ -1,0 +1,64 @@
+"""The one connector contract, and what a delivery is.
+
+A connector is opened once, sent batches, asked for its health and closed. `send_batch`
+returns one result per delivery, in order, and never raises for a single bad delivery: it says
+whether that delivery succeeded, may be retried, or failed for good. Retry, backoff and
+dead-lettering are the caller's, in one place, not each connector's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+from pipeline.routing.tlp import within_ceiling
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One alert for one member; `key` is the idempotency key the member can deduplicate on."""
+
+    member_id: str
+    rule: str
+    alert: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return f"{self.alert['id']}:{self.member_id}"
+
+
+class Outcome(Enum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    detail: str = ""
+
+
+class Connector(Protocol):
+    """What every delivery connector provides."""
+
+    name: str
+    #: Highest TLP label this connector may carry; anything above is refused before sending.
+    tlp_ceiling: str
+
+    async def open(self) -> None: ...
+
+    async def send_batch(self, batch: Sequence[Delivery]) -> list[Result]: ...
+
+    async def close(self) -> None: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
+def refuse_above_ceiling(delivery: Delivery, ceiling: str) -> Result | None:
+    """The TLP check every connector makes again before sending: a FAILED result, or None."""
+    if within_ceiling(delivery.alert["tlp"], ceiling):
+        return None
+    return Result(Outcome.FAILED, f"tlp {delivery.alert['tlp']} above the target's ceiling {ceiling}")

@@ -1,0 +1,342 @@
+"""The alert: its schema, its vocabularies, and a strict builder from untrusted mappings.
+
+An alert is a plain `dict` shaped exactly like `schemas/alert.avsc` (fastavro reads and writes
+dicts natively, and a dict is the cheapest thing to pass between pure functions). `build_alert`
+is the one door from untrusted input into that shape: it checks every field against the schema
+and the vocabularies below and raises `Rejected` naming the first field that is wrong.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+Alert = dict[str, Any]
+
+SCHEMA_VERSION = 1
+
+TLP_LEVELS = ("CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED")
+TLP_ALIASES = {"WHITE": "CLEAR", "AMBER-STRICT": "AMBER+STRICT", "AMBER_STRICT": "AMBER+STRICT"}
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+ORIGINS = ("ids", "honeypot", "sinkhole", "sandbox", "darknet", "feed", "manual")
+
+#: Reference Security Incident Taxonomy (RSIT, Working Group's 2023 revision): class -> types.
+RSIT: dict[str, tuple[str, ...]] = {
+    "abusive-content": ("spam", "harmful-speech", "violence"),
+    "malicious-code": (
+        "infected-system",
+        "c2-server",
+        "malware-distribution",
+        "malware-configuration",
+    ),
+    "information-gathering": ("scanner", "sniffing", "social-engineering"),
+    "intrusion-attempts": ("ids-alert", "brute-force", "exploit"),
+    "intrusions": (
+        "privileged-account-compromise",
+        "unprivileged-account-compromise",
+        "application-compromise",
+        "system-compromise",
+        "burglary",
+    ),
+    "availability": ("dos", "ddos", "misconfiguration", "sabotage", "outage"),
+    "information-content-security": (
+        "unauthorised-information-access",
+        "unauthorised-information-modification",
+        "data-loss",
+        "data-leak",
+    ),
+    "fraud": ("unauthorised-use-of-resources", "copyright", "masquerade", "phishing"),
+    "vulnerable": (
+        "weak-crypto",
+        "ddos-amplifier",
+        "potentially-unwanted-accessible",
+        "information-disclosure",
+        "vulnerable-system",
+    ),
+    "other": ("other", "undetermined"),
+    "test": ("test",),
+}
+
+#: The NIS2 sectors (Annexes I and II of Directive (EU) 2022/2555), as short identifiers.
+SECTORS = (
+    "energy",
+    "transport",
+    "banking",
+    "financial-market-infrastructure",
+    "health",
+    "drinking-water",
+    "waste-water",
+    "digital-infrastructure",
+    "ict-service-management",
+    "public-administration",
+    "space",
+    "postal-and-courier",
+    "waste-management",
+    "chemicals",
+    "food",
+    "manufacturing",
+    "digital-providers",
+    "research",
+)
+
+#: Observations further than this in the future are clock errors or forgeries.
+MAX_FUTURE = timedelta(minutes=15)
+#: Observations older than this are history, not alerts.
+MAX_PAST = timedelta(days=365)
+MAX_STRING = 4096
+MAX_LIST = 1000
+
+
+def schema_path() -> Path:
+    """Locate `alert.avsc` in a source checkout or an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "schemas", here.parent / "schemas"):
+        path = candidate / "alert.avsc"
+        if path.exists():
+            return path
+    raise FileNotFoundError("schemas/alert.avsc not found beside the pipeline package")
+
+
+def load_schema() -> dict[str, Any]:
+    """Return the alert schema as parsed JSON."""
+    return orjson.loads(schema_path().read_bytes())
+
+
+class Rejected(ValueError):
+    """A record that cannot become an alert: which field, what is wrong, from which feed."""
+
+    def __init__(self, field: str, reason: str, feed: str = "") -> None:
+        super().__init__(f"{field}: {reason}" + (f" (feed {feed})" if feed else ""))
+        self.field = field
+        self.reason = reason
+        self.feed = feed
+
+    def with_feed(self, feed: str) -> Rejected:
+        return Rejected(self.field, self.reason, feed)
+
+
+def parse_time(value: Any, field: str) -> datetime:
+    """Read an RFC 3339 string or epoch seconds as an aware UTC datetime."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, bool):
+        raise Rejected(field, "expected an RFC 3339 time or epoch seconds, got a boolean")
+    elif isinstance(value, int | float):
+        try:
+            moment = datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise Rejected(field, f"epoch seconds out of range: {value!r}") from exc
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise Rejected(field, f"not an RFC 3339 time: {value[:64]!r}") from exc
+    else:
+        raise Rejected(field, f"expected a time, got {type(value).__name__}")
+    if moment.tzinfo is None:
+        raise Rejected(field, "time has no UTC offset")
+    return moment.astimezone(UTC)
+
+
+def canonical_ip(value: str, field: str) -> str:
+    """Return the canonical text of an IPv4 or IPv6 address (IPv6 compressed, lower case)."""
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError as exc:
+        raise Rejected(field, f"not an IP address: {value[:64]!r}") from exc
+
+
+def canonical_tlp(value: Any, field: str = "tlp") -> str:
+    """Map a TLP label (any case, `TLP:` prefix allowed, WHITE as CLEAR) to a TLP 2.0 level."""
+    if not isinstance(value, str):
+        raise Rejected(field, f"expected a TLP label, got {type(value).__name__}")
+    label = value.strip().upper().removeprefix("TLP:")
+    label = TLP_ALIASES.get(label, label)
+    if label not in TLP_LEVELS:
+        raise Rejected(field, f"unknown TLP label {value[:32]!r}; expected one of {TLP_LEVELS}")
+    return label
+
+
+class _SchemaWalker:
+    """Checks and converts a JSON-like mapping against the Avro record schema, field by field."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.named: dict[str, Any] = {}
+        self._collect(schema)
+        self.root = schema
+
+    def _collect(self, node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") in ("record", "enum") and "name" in node:
+                self.named[node["name"]] = node
+            for value in node.values():
+                self._collect(value)
+        elif isinstance(node, list):
+            for item in node:
+                self._collect(item)
+
+    def record(self, node: dict[str, Any], value: Any, path: str) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise Rejected(path or "alert", f"expected an object, got {type(value).__name__}")
+        known = {f["name"] for f in node["fields"]}
+        unknown = sorted(str(k) for k in value if k not in known)
+        if unknown:
+            raise Rejected(_join(path, unknown[0]), "unknown field")
+        out: dict[str, Any] = {}
+        for field in node["fields"]:
+            name = field["name"]
+            where = _join(path, name)
+            if name in value and value[name] is not None:
+                out[name] = self.value(field["type"], value[name], where)
+            elif "default" in field:
+                out[name] = _copy_default(field["default"])
+            else:
+                raise Rejected(where, "required field is missing")
+        return out
+
+    def value(self, node: Any, value: Any, path: str) -> Any:
+        if isinstance(node, str):
+            node = self.named.get(node, node)
+        if isinstance(node, list):  # union: only ["null", X] is used by the alert schema
+            branch = next(b for b in node if b != "null")
+            return self.value(branch, value, path)
+        if isinstance(node, dict):
+            kind = node["type"]
+            logical = node.get("logicalType")
+            if logical == "timestamp-micros":
+                return parse_time(value, path)
+            if logical == "uuid":
+                return _uuid(value, path)
+            if kind == "record":
+                return self.record(node, value, path)
+            if kind == "enum":
+                return _enum(node, value, path)
+            if kind == "array":
+                if not isinstance(value, list):
+                    raise Rejected(path, f"expected a list, got {type(value).__name__}")
+                if len(value) > MAX_LIST:
+                    raise Rejected(path, f"more than {MAX_LIST} items")
+                return [self.value(node["items"], v, f"{path}[{i}]") for i, v in enumerate(value)]
+            if kind == "map":
+                if not isinstance(value, Mapping):
+                    raise Rejected(path, f"expected an object, got {type(value).__name__}")
+                return {str(k): self.value(node["values"], v, f"{path}.{k}") for k, v in value.items()}
+            return self.value(kind, value, path)
+        return _primitive(node, value, path)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _copy_default(default: Any) -> Any:
+    return type(default)() if isinstance(default, list | dict) else default
+
+
+def _uuid(value: Any, path: str) -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError as exc:
+        raise Rejected(path, f"not a UUID: {str(value)[:64]!r}") from exc
+
+
+def _enum(node: dict[str, Any], value: Any, path: str) -> str:
+    text = str(value).strip().lower()
+    if text not in node["symbols"]:
+        raise Rejected(path, f"{str(value)[:32]!r} is not one of {', '.join(node['symbols'])}")
+    return text
+
+
+def _primitive(kind: str, value: Any, path: str) -> Any:
+    if kind == "string":
+        if not isinstance(value, str):
+            raise Rejected(path, f"expected a string, got {type(value).__name__}")
+        if len(value) > MAX_STRING:
+            raise Rejected(path, f"string longer than {MAX_STRING} characters")
+        return _strip_controls(value)
+    if kind in ("int", "long"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Rejected(path, f"expected an integer, got {type(value).__name__}")
+        limit = 2**31 if kind == "int" else 2**63
+        if not -limit <= value < limit:
+            raise Rejected(path, f"integer out of range: {value}")
+        return value
+    if kind == "bytes":
+        if isinstance(value, bytes):
+            return value
+        raise Rejected(path, "expected bytes")
+    raise Rejected(path, f"unsupported schema type {kind}")
+
+
+_CONTROLS = {c: None for c in range(32) if c not in (9, 10, 13)} | {127: None}
+
+
+def _strip_controls(text: str) -> str:
+    # Control characters break terminals, CEF and syslog framing at the members' end.
+    return text.translate(_CONTROLS) if not text.isprintable() else text
+
+
+@functools.cache
+def _walker() -> _SchemaWalker:
+    return _SchemaWalker(load_schema())
+
+
+def build_alert(data: Mapping[str, Any], *, default_tlp: str = "AMBER", now: datetime | None = None) -> Alert:
+    """Turn an untrusted mapping into a valid alert or raise `Rejected`.
+
+    Checks the structure against the schema, then the meaning: known RSIT class and type,
+    confidence 0-100, ports 0-65535, IP addresses (canonicalised), TLP (WHITE read as CLEAR,
+    a missing label takes `default_tlp`, an unknown one is rejected) and an observation time
+    that is neither in the future beyond `MAX_FUTURE` nor older than `MAX_PAST`.
+    A missing `id` gets a new UUID; `schema_version` is always the current one.
+    """
+    data = dict(data)
+    if data.get("tlp") is None:
+        data["tlp"] = default_tlp
+    else:
+        data["tlp"] = canonical_tlp(data["tlp"])
+    if data.get("id") is None:
+        data["id"] = str(uuid.uuid4())
+    data["schema_version"] = SCHEMA_VERSION
+    alert = _walker().record(_walker().root, data, "")
+    _check_meaning(alert, now or datetime.now(UTC))
+    return alert
+
+
+def _check_meaning(alert: Alert, now: datetime) -> None:
+    taxonomy, kind = alert["taxonomy"], alert["type"]
+    if taxonomy not in RSIT:
+        raise Rejected("taxonomy", f"{taxonomy[:48]!r} is not an RSIT class")
+    if kind not in RSIT[taxonomy]:
+        raise Rejected("type", f"{kind[:48]!r} is not an RSIT type of {taxonomy}")
+    if not 0 <= alert["confidence"] <= 100:
+        raise Rejected("confidence", f"must be 0-100, got {alert['confidence']}")
+    for side in ("source", "destination"):
+        endpoint = alert[side]
+        if endpoint is None:
+            continue
+        if endpoint["ip"] is not None:
+            endpoint["ip"] = canonical_ip(endpoint["ip"], f"{side}.ip")
+        if endpoint["port"] is not None and not 0 <= endpoint["port"] <= 65535:
+            raise Rejected(f"{side}.port", f"must be 0-65535, got {endpoint['port']}")
+        if endpoint["fqdn"] is not None:
+            endpoint["fqdn"] = endpoint["fqdn"].strip().lower().rstrip(".")
+    for i, indicator in enumerate(alert["indicators"]):
+        if indicator["type"] in ("ipv4", "ipv6", "ip"):
+            indicator["value"] = canonical_ip(indicator["value"], f"indicators[{i}].value")
+    observed = alert["time_observation"]
+    if observed > now + MAX_FUTURE:
+        raise Rejected("time_observation", f"{observed.isoformat()} is in the future")
+    if observed < now - MAX_PAST:
+        raise Rejected("time_observation", f"{observed.isoformat()} is older than {MAX_PAST.days} days")

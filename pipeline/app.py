@@ -1,0 +1,53 @@
+"""Wires the Faust app: topics, the dedup table and the four agents. No logic lives here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from pipeline import agents
+from pipeline.control import DirectoryView
+from pipeline.metrics import Metrics
+from pipeline.settings import Settings
+from pipeline.topics import ENRICHED, NORMALISED, RAW, UNIQUE
+
+
+def create_app(settings: Settings, metrics: Metrics, directory: DirectoryView) -> faust.App:
+    """Build the Faust application for one worker process."""
+    app = faust.App(
+        settings.group_id,
+        broker=f"kafka://{settings.bootstrap}",
+        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication,
+        topic_disable_leader=True,
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        producer_linger_ms=5,
+        producer_max_batch_size=256 * 1024,
+        producer_acks=-1,
+        stream_buffer_maxsize=max(4096, settings.batch_size * 2),
+        processing_guarantee="at_least_once",
+    )
+
+    def topic(name: str) -> Any:
+        return app.topic(settings.topic(name), key_type=bytes, value_type=bytes, internal=False)
+
+    dedup_table = app.Table(
+        "dedupe", partitions=settings.partitions, key_type=bytes, value_type=bytes, default=None
+    )
+
+    async def send(topic_name: str, key: bytes | None, value: bytes | None, headers: Any) -> Any:
+        return await app.producer.send(topic_name, key, value, None, None, headers)
+
+    ctx = agents.StageContext(settings, metrics, directory, send)
+    app.agent(topic(RAW), name="normalise")(agents.normalise_agent(ctx))
+    app.agent(topic(NORMALISED), name="dedupe")(agents.dedupe_agent(ctx, dedup_table))
+    app.agent(topic(UNIQUE), name="enrich")(agents.enrich_agent(ctx))
+    app.agent(topic(ENRICHED), name="route")(agents.route_agent(ctx))
+    return app

@@ -1,0 +1,250 @@
+"""A real single-node Apache Kafka broker (KRaft) on loopback, for development, demos and tests.
+
+The broker's jars come from Maven Central on first use (resolved by `mvn` into a cache that
+later starts reuse), the storage is formatted once, and `up` returns only when the broker
+answers a metadata request. `down` stops it with SIGTERM (a clean, controlled shutdown) and
+falls back to SIGKILL only after a timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.kafka import wait_for_cluster
+from pipeline.settings import Settings
+
+KAFKA_VERSION = "4.1.1"
+LOG4J_VERSION = "2.25.3"
+_READY_LINE = "Kafka Server started"
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>net.cwn</groupId><artifactId>kafka-runtime</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+      <version>{kafka}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId>
+      <version>{log4j}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
+      <version>{log4j}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+_LOG4J = """<Configuration status="WARN">
+  <Appenders><Console name="console" target="SYSTEM_OUT">
+    <PatternLayout pattern="[%d] %p %m (%c)%n"/></Console></Appenders>
+  <Loggers>
+    <Logger name="kafka" level="INFO"/><Logger name="org.apache.kafka" level="WARN"/>
+    <Logger name="kafka.server.KafkaRaftServer" level="INFO"/>
+    <Root level="WARN"><AppenderRef ref="console"/></Root>
+  </Loggers>
+</Configuration>
+"""
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be prepared, started or stopped; the message says what to do."""
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cwn"
+
+
+def resolve_jars(version: str = KAFKA_VERSION) -> Path:
+    """Return a folder holding the broker's runtime jars, downloading them once with Maven."""
+    target = cache_dir() / f"kafka-{version}" / "jars"
+    marker = target / ".complete"
+    if marker.exists():
+        return target
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError("Maven (mvn) is needed once to fetch the Kafka jars: apt-get install maven")
+    work = target.parent
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "pom.xml").write_text(_POM.format(kafka=version, log4j=LOG4J_VERSION))
+    result = subprocess.run(
+        [mvn, "-q", "-B", "-f", str(work / "pom.xml"), "dependency:copy-dependencies",
+         "-DincludeScope=runtime", f"-DoutputDirectory={target}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise BrokerError(f"resolving Kafka {version} jars failed:\n{result.stdout}{result.stderr}")
+    marker.touch()
+    return target
+
+
+@dataclass(frozen=True)
+class LocalBroker:
+    """One broker's files under `home`, listening on `port` (and `port + 1` for its controller)."""
+
+    home: Path
+    port: int = 9092
+    heap: str = "768m"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalBroker:
+        host, _, port = settings.bootstrap.split(",")[0].rpartition(":")
+        if host not in ("127.0.0.1", "localhost"):
+            raise BrokerError(f"the local broker runs on loopback; {settings.bootstrap} is not local")
+        return cls(home=settings.state_dir.resolve() / "broker", port=int(port))
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "broker.log"
+
+    def pid(self) -> int | None:
+        """The broker's pid when it is running, else None (a stale pid file is removed)."""
+        try:
+            pid = int(self.pid_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            self.pid_file.unlink(missing_ok=True)
+            return None
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.exists() and b"kafka.Kafka" not in cmdline.read_bytes():
+            self.pid_file.unlink(missing_ok=True)
+            return None
+        return pid
+
+    def _write_config(self) -> Path:
+        data = self.home / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        controller = self.port + 1
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller}",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(data),
+            "num.partitions": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "4",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "false",
+            "log.segment.bytes": str(64 * 1024 * 1024),
+            # Member topics are many and small: keep their index files small too.
+            "log.index.size.max.bytes": str(1024 * 1024),
+        }
+        path = self.home / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (self.home / "log4j2.xml").write_text(_LOG4J)
+        return path
+
+    def _java(self, jars: Path, *args: str) -> list[str]:
+        java = shutil.which("java")
+        if java is None:
+            raise BrokerError("Java 17+ is needed for the local broker: apt-get install default-jre-headless")
+        return [
+            java, f"-Xmx{self.heap}", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.home / 'log4j2.xml'}",
+            f"-Dkafka.logs.dir={self.home}", "-cp", f"{jars}/*", *args,
+        ]  # fmt: skip
+
+    def up(self, timeout: float = 120.0) -> int:
+        """Start the broker (formatting its storage the first time) and wait until it serves."""
+        running = self.pid()
+        if running:
+            return running
+        jars = resolve_jars()
+        config = self._write_config()
+        if not (self.home / "data" / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            fmt = subprocess.run(
+                self._java(jars, "kafka.tools.StorageTool", "format", "--standalone",
+                           "-t", cluster_id, "-c", str(config), "--ignore-formatted"),
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if fmt.returncode != 0:
+                raise BrokerError(f"formatting broker storage failed:\n{fmt.stdout}{fmt.stderr}")
+        log = self.log_file.open("ab")
+        process = subprocess.Popen(
+            self._java(jars, "kafka.Kafka", str(config)),
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        self.pid_file.write_text(str(process.pid))
+        start = self.log_file.stat().st_size if self.log_file.exists() else 0
+        deadline = time.monotonic() + timeout
+        while _READY_LINE not in self._log_since(start):
+            if process.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise BrokerError(f"broker exited with {process.returncode}; see {self.log_file}")
+            if time.monotonic() > deadline:
+                self.down()
+                raise BrokerError(f"broker not ready after {timeout:.0f}s; see {self.log_file}")
+            time.sleep(0.25)
+        wait_for_cluster(Settings(bootstrap=self.bootstrap), timeout=max(5.0, deadline - time.monotonic()))
+        return process.pid
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with self.log_file.open("rb") as handle:
+                handle.seek(offset)
+                return handle.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def down(self, timeout: float = 60.0) -> bool:
+        """Stop the broker cleanly; returns False when none was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def status(self) -> dict[str, object]:
+        pid = self.pid()
+        return {"running": pid is not None, "pid": pid, "bootstrap": self.bootstrap, "home": str(self.home)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))

@@ -1,0 +1,204 @@
+"""The `cwn` command: parses arguments and calls the rest."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from pipeline import __version__
+from pipeline.settings import Settings, load_settings
+
+app = typer.Typer(
+    help="CWN alert pipeline.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+)
+kafka_app = typer.Typer(help="The local single-node Kafka broker.", no_args_is_help=True)
+topics_app = typer.Typer(help="Pipeline topics.", no_args_is_help=True)
+members_app = typer.Typer(help="The member directory.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(topics_app, name="topics")
+app.add_typer(members_app, name="members")
+
+err = Console(stderr=True)
+
+
+def settings() -> Settings:
+    try:
+        return load_settings()
+    except (ValidationError, ValueError) as exc:
+        err.print(f"[red]Invalid settings:[/red] {exc}\nFix the CWN_* environment variables and retry.")
+        raise typer.Exit(2) from exc
+
+
+def print_json(value: object) -> None:
+    sys.stdout.write(orjson.dumps(value).decode() + "\n")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+@kafka_app.command("up")
+def kafka_up() -> None:
+    """Start the local broker (downloads Apache Kafka jars from Maven Central on first use)."""
+    from pipeline.broker import BrokerError, LocalBroker
+
+    broker = LocalBroker.from_settings(settings())
+    started = time.monotonic()
+    try:
+        pid = broker.up()
+    except BrokerError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    err.print(f"Kafka is serving on {broker.bootstrap} (pid {pid}, {time.monotonic() - started:.1f}s).")
+
+
+@kafka_app.command("down")
+def kafka_down() -> None:
+    """Stop the local broker cleanly."""
+    from pipeline.broker import LocalBroker
+
+    stopped = LocalBroker.from_settings(settings()).down()
+    err.print("Kafka stopped." if stopped else "Kafka was not running.")
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Print whether the local broker runs, as JSON; exit 1 when it does not."""
+    from pipeline.broker import LocalBroker
+
+    status = LocalBroker.from_settings(settings()).status()
+    print_json(status)
+    raise typer.Exit(0 if status["running"] else 1)
+
+
+@topics_app.command("ensure")
+def topics_ensure() -> None:
+    """Create every pipeline topic that does not exist yet (idempotent)."""
+    from pipeline.kafka import ensure_topics
+    from pipeline.topics import pipeline_topics
+
+    s = settings()
+    specs = pipeline_topics(s)
+    created = ensure_topics(s, specs)
+    err.print(f"{len(specs)} pipeline topics present; created {len(created)}: {', '.join(created) or '-'}")
+
+
+def _load_directory_file(path: Path) -> object:
+    from pipeline.directory import DirectoryError, load_directory
+
+    try:
+        return load_directory(path.read_text(), str(path))
+    except FileNotFoundError as exc:
+        err.print(f"[red]{path}: no such file[/red]")
+        raise typer.Exit(2) from exc
+    except DirectoryError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]{problem}[/red]")
+        raise typer.Exit(2) from exc
+
+
+@members_app.command("import")
+def members_import(
+    file: Annotated[Path, typer.Argument(help="Directory YAML (a 'members:' list).")],
+    prune: Annotated[bool, typer.Option(help="Remove members that the file does not list.")] = False,
+) -> None:
+    """Write members and subscriptions to the control topics; running routers apply them live."""
+    from pipeline.control import publish_members, read_directory
+
+    directory = _load_directory_file(file)
+    s = settings()
+    summary = publish_members(s, directory, current=read_directory(s), prune=prune)  # type: ignore[arg-type]
+    print_json(summary)
+
+
+@members_app.command("remove")
+def members_remove(member_id: str) -> None:
+    """Remove one member: routers stop delivering to it at once; its topic is kept."""
+    from pipeline.control import read_directory, remove_member
+
+    s = settings()
+    member = read_directory(s).get(member_id)
+    if member is None:
+        err.print(f"[red]No member {member_id!r} in the directory.[/red] See `cwn members list`.")
+        raise typer.Exit(1)
+    remove_member(s, member)
+    err.print(f"Member {member_id} removed.")
+
+
+@members_app.command("generate")
+def members_generate(
+    count: Annotated[int, typer.Option(help="How many members.")] = 1152,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same directory.")] = 2026,
+) -> None:
+    """Print a realistic synthetic directory as YAML on stdout."""
+    from pipeline.directory import dump_directory, generate_members
+
+    sys.stdout.write(dump_directory(generate_members(count, seed)))
+
+
+@members_app.command("list")
+def members_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array on stdout.")] = False,
+) -> None:
+    """Print the directory in force, as read from the control topics."""
+    from pipeline.control import read_directory
+
+    directory = read_directory(settings())
+    if as_json:
+        print_json([m.model_dump(mode="json") for m in directory])
+        return
+    for member in directory:
+        sectors = ",".join(member.sectors)
+        print(f"{member.id}\t{sectors}\t{len(member.subscriptions)} subscriptions\t{member.name}")
+
+
+@app.command()
+def worker() -> None:
+    """Run one pipeline worker (all four agents) until SIGTERM or Ctrl-C."""
+    from pipeline.worker import run_worker
+
+    run_worker(settings())
+
+
+@app.command()
+def demo(
+    alerts: Annotated[int, typer.Option(help="Sample records to replay.")] = 5000,
+    members: Annotated[int, typer.Option(help="Synthetic members in the directory.")] = 1152,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Run to completion; print one JSON object.")
+    ] = False,
+    follow: Annotated[bool, typer.Option(help="Keep feeding and showing counts until Ctrl-C.")] = False,
+    keep: Annotated[bool, typer.Option(help="Keep the demo's topics and worker state.")] = False,
+) -> None:
+    """Run the whole pipeline on the local broker with the built-in sample feed."""
+    from pipeline.demo.main import DemoOptions, run_demo
+
+    options = DemoOptions(
+        alerts=alerts, members=members, workers=workers, follow=follow and not as_json, keep=keep
+    )
+    started = time.monotonic()
+    counts = run_demo(settings(), options, err, quiet=as_json)
+    result = counts.as_dict() | {"members": members, "seconds": round(time.monotonic() - started, 1)}
+    if as_json:
+        print_json(result)
+    else:
+        err.print(result)
+    raise typer.Exit(0 if counts.lost == 0 else 1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

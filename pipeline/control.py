@@ -1,0 +1,230 @@
+"""The control plane: members and subscriptions in compacted topics, read as a global table.
+
+`cwn.members` holds one record per member (key: member id; value: the member as JSON, without
+its subscriptions); `cwn.subscriptions` one per subscription (key: `member/subscription`). A
+tombstone removes. Every worker reads both topics whole, from every partition, into a
+`DirectoryView`, and keeps reading: an import is live everywhere within the time it takes to
+read one record, with no restart.
+
+Faust's GlobalTable is not used for this: it warns of an endless recovery loop when several
+workers share one, and it has no hook for "the table changed", which the router needs in order
+to rebuild its index. A plain consumer without a group does both simply.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+
+from pipeline.directory import Directory, DirectoryError, Member, Subscription
+from pipeline.kafka import ensure_topics, make_producer, make_reader
+from pipeline.routing.index import RoutingIndex
+from pipeline.settings import Settings
+from pipeline.topics import MEMBERS, SUBSCRIPTIONS, member_topic_spec, pipeline_topics
+
+log = logging.getLogger(__name__)
+
+
+class ControlState:
+    """The latest record per key of both control topics, and the directory they make."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, bytes] = {}
+        self.subscriptions: dict[str, bytes] = {}
+
+    def apply(self, topic_kind: str, key: bytes, value: bytes | None) -> None:
+        table = self.members if topic_kind == MEMBERS else self.subscriptions
+        name = key.decode()
+        if value is None:
+            table.pop(name, None)
+        else:
+            table[name] = value
+
+    def directory(self) -> Directory:
+        """Assemble and validate the directory; raises DirectoryError listing every problem."""
+        subs: dict[str, list[Subscription]] = {}
+        problems = []
+        for key, value in sorted(self.subscriptions.items()):
+            member_id = key.partition("/")[0]
+            try:
+                subs.setdefault(member_id, []).append(Subscription.model_validate_json(value))
+            except ValueError as exc:
+                problems.append(f"subscription {key}: {exc}")
+        members = []
+        for member_id, value in sorted(self.members.items()):
+            try:
+                member = Member.model_validate_json(value)
+            except ValueError as exc:
+                problems.append(f"member {member_id}: {exc}")
+                continue
+            members.append(member.model_copy(update={"subscriptions": tuple(subs.get(member_id, ()))}))
+        if problems:
+            raise DirectoryError(problems)
+        return Directory(members)
+
+
+class DirectoryView:
+    """A live, read-only view of the directory on one worker, with its routing index.
+
+    `wait_ready` returns once the view has read both topics up to where they ended at start, so
+    no alert is routed against a partial directory. Afterwards changes apply as they arrive. An
+    invalid directory (for example overlapping constituencies) is logged and the last valid
+    index stays in force.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._state = ControlState()
+        self._index = RoutingIndex(Directory(()))
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="directory-view", daemon=True)
+        self.version = 0
+        self.error: str | None = None
+        #: Called from the reading thread after each change that took effect.
+        self.on_change: Callable[[], None] | None = None
+
+    @property
+    def index(self) -> RoutingIndex:
+        return self._index
+
+    def start(self) -> DirectoryView:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
+
+    def _run(self) -> None:
+        topics = {self._settings.topic(MEMBERS): MEMBERS, self._settings.topic(SUBSCRIPTIONS): SUBSCRIPTIONS}
+        consumer = make_reader(self._settings, **{"enable.partition.eof": True})
+        try:
+            metadata = consumer.list_topics(timeout=30).topics
+            assignment = [
+                TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in metadata[t].partitions
+            ]
+            behind = set()
+            for tp in assignment:
+                low, high = consumer.get_watermark_offsets(tp, timeout=30)
+                if high > low:
+                    behind.add((tp.topic, tp.partition))
+            consumer.assign(assignment)
+            if not behind:
+                self._publish()
+            dirty = False
+            while not self._stop.is_set():
+                messages = consumer.consume(5000, timeout=0.2)
+                for message in messages:
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == -191:  # _PARTITION_EOF: caught up on this partition
+                            behind.discard((message.topic(), message.partition()))
+                            continue
+                        raise KafkaException(error)
+                    self._state.apply(topics[message.topic()], message.key(), message.value())
+                    dirty = True
+                if dirty and not behind and not messages:
+                    self._publish()
+                    dirty = False
+        except Exception:
+            log.exception("The directory view stopped reading the control topics")
+            raise
+        finally:
+            consumer.close()
+
+    def _publish(self) -> None:
+        try:
+            self._index = RoutingIndex(self._state.directory())
+            self.version += 1
+            self.error = None
+            if self.on_change is not None:
+                self.on_change()
+        except DirectoryError as exc:
+            self.error = str(exc)
+            log.error("The directory is invalid; the previous one stays in force: %s", exc)
+        self._ready.set()
+
+
+def read_directory(settings: Settings, timeout: float = 30.0) -> Directory:
+    """Read the whole current directory once (for the CLI)."""
+    view = DirectoryView(settings).start()
+    try:
+        if not view.wait_ready(timeout):
+            raise TimeoutError(f"the control topics could not be read within {timeout:.0f}s")
+        return view.index.directory
+    finally:
+        view.stop()
+
+
+def publish_members(
+    settings: Settings, members: Iterable[Member], current: Directory | None = None, prune: bool = False
+) -> dict[str, int]:
+    """Write members and subscriptions to the control topics, creating member topics first.
+
+    Topics come first so that a router never sees a member whose topic does not exist yet.
+    With `current`, subscriptions a member no longer has are removed; with `prune`, members
+    absent from `members` are removed too (their topics are kept: deleting is a policy).
+    """
+    members = list(members)
+    ensure_topics(settings, pipeline_topics(settings))
+    created = ensure_topics(settings, [member_topic_spec(settings, m.id) for m in members])
+    producer = make_producer(settings)
+    members_topic, subs_topic = settings.topic(MEMBERS), settings.topic(SUBSCRIPTIONS)
+    removed_subs = removed_members = 0
+    for member in members:
+        producer.produce(members_topic, key=member.id.encode(), value=_member_json(member))
+        for sub in member.subscriptions:
+            producer.produce(subs_topic, key=f"{member.id}/{sub.id}".encode(), value=sub.model_dump_json())
+        old = current.get(member.id) if current else None
+        keep = {s.id for s in member.subscriptions}
+        for sub in old.subscriptions if old else ():
+            if sub.id not in keep:
+                producer.produce(subs_topic, key=f"{member.id}/{sub.id}".encode(), value=None)
+                removed_subs += 1
+        producer.poll(0)
+    if prune and current is not None:
+        wanted = {m.id for m in members}
+        for old in current:
+            if old.id not in wanted:
+                remove_member(settings, old, producer)
+                removed_members += 1
+    _flush(producer)
+    return {
+        "members": len(members),
+        "subscriptions": sum(len(m.subscriptions) for m in members),
+        "topics_created": len(created),
+        "members_removed": removed_members,
+        "subscriptions_removed": removed_subs,
+    }
+
+
+def remove_member(settings: Settings, member: Member, producer: object | None = None) -> None:
+    """Tombstone a member and its subscriptions: routers stop delivering to it at once."""
+    own = producer is None
+    out = make_producer(settings) if own else producer
+    for sub in member.subscriptions:
+        out.produce(settings.topic(SUBSCRIPTIONS), key=f"{member.id}/{sub.id}".encode(), value=None)  # type: ignore[attr-defined]
+    out.produce(settings.topic(MEMBERS), key=member.id.encode(), value=None)  # type: ignore[attr-defined]
+    if own:
+        _flush(out)
+
+
+def _member_json(member: Member) -> bytes:
+    return orjson.dumps(member.without_subscriptions().model_dump(mode="json", exclude_defaults=True))
+
+
+def _flush(producer: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while producer.flush(1.0) > 0:  # type: ignore[attr-defined]
+        if time.monotonic() > deadline:
+            raise TimeoutError("control records were not acknowledged in time")

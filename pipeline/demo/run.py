@@ -1,0 +1,233 @@
+"""Runs the whole pipeline on a broker and accounts for every record.
+
+The demo (and the integration tests, which use the same pieces) start real worker processes,
+produce the sample feed into `cwn.alerts.raw`, and count what came out where: records on each
+topic (from the broker), duplicates and routed deliveries (from the workers' /metrics), and the
+deliveries the directory calls for (by routing the enriched stream again, offline). `lost` is
+whatever those counts cannot account for; it must be 0.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipeline.demo.feed import FeedRecord
+from pipeline.directory import Directory
+from pipeline.kafka import count_records, delete_topics, list_topics, make_producer, read_topics
+from pipeline.routing import RoutingIndex, route
+from pipeline.serde import alert_codec
+from pipeline.settings import Settings
+from pipeline.topics import DEADLETTER, ENRICHED, NORMALISED, RAW, UNIQUE, member_topic_prefix
+
+
+class Worker:
+    """One pipeline worker as a child process (`cwn worker`), with its own state and /metrics."""
+
+    def __init__(self, settings: Settings, name: str, metrics_port: int, log_dir: Path) -> None:
+        self.settings = settings.model_copy(
+            update={"data_dir": settings.state_dir / "workers" / f"{settings.namespace}-{name}",
+                    "metrics_port": metrics_port}
+        )  # fmt: skip
+        self.name = name
+        self.log_path = log_dir / f"worker-{settings.namespace}-{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.metrics_port}/metrics"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CWN_") and k != "KAFKA_BOOTSTRAP"}
+        for field, value in self.settings.model_dump().items():
+            env[f"CWN_{field.upper()}"] = str(value)
+        return env
+
+    def start(self) -> Worker:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "worker"],
+            env=self.env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        return self
+
+    def wait_serving(self, timeout: float = 60.0) -> None:
+        """Wait until /metrics answers (the worker has started its app)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited early; see {self.log_path}")
+            try:
+                self.scrape()
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise TimeoutError(f"worker {self.name} did not serve /metrics; see {self.log_path}")
+
+    def scrape(self) -> dict[str, float]:
+        """Current metric samples, keyed `name{label="value",...}` as Prometheus prints them."""
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return samples
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(10)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def produce_feed(settings: Settings, records: Sequence[FeedRecord]) -> int:
+    """Produce records to the raw topic; returns how many the broker acknowledged."""
+    producer = make_producer(settings, **{"message.max.bytes": 2 * 1024 * 1024})
+    topic = settings.topic(RAW)
+    acked = failed = 0
+
+    def report(error: Any, _message: Any) -> None:
+        nonlocal acked, failed
+        if error is None:
+            acked += 1
+        else:
+            failed += 1
+
+    for record in records:
+        while True:
+            try:
+                producer.produce(topic, value=record.value, headers=list(record.headers), on_delivery=report)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    while producer.flush(1.0):
+        pass
+    if failed:
+        raise RuntimeError(f"{failed} raw records were not acknowledged by the broker")
+    return acked
+
+
+@dataclass
+class Counts:
+    """What the pipeline did with the records of one run."""
+
+    ingested: int = 0
+    normalised: int = 0
+    deadlettered: int = 0
+    duplicates: int = 0
+    unique: int = 0
+    enriched: int = 0
+    routed: int = 0
+    deliveries: int = 0
+    expected_deliveries: int = 0
+
+    @property
+    def lost(self) -> int:
+        """Records the counts cannot account for (see Guarantees in the design)."""
+        return (
+            max(0, self.ingested - self.normalised - self.deadlettered)
+            + max(0, self.normalised - self.unique - self.duplicates)
+            + max(0, self.unique - self.enriched)
+            + max(0, self.expected_deliveries - self.deliveries)
+        )
+
+    def settled(self) -> bool:
+        return (
+            self.ingested == self.normalised + self.deadlettered
+            and self.normalised == self.unique + self.duplicates
+            and self.enriched == self.unique
+            and self.routed == self.deliveries
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self) | {"lost": self.lost}
+
+
+def member_topics(settings: Settings) -> list[str]:
+    return list_topics(settings, member_topic_prefix(settings))
+
+
+def snapshot(settings: Settings, workers: Sequence[Worker], topics: list[str]) -> Counts:
+    """Counts from the broker's offsets and the workers' metrics (cheap; polled while running)."""
+    names = {k: settings.topic(k) for k in (RAW, NORMALISED, DEADLETTER, UNIQUE, ENRICHED)}
+    counts = count_records(settings, [*names.values(), *topics])
+    metrics: dict[str, float] = {}
+    for worker in workers:
+        for key, value in worker.scrape().items():
+            metrics[key] = metrics.get(key, 0) + value
+    return Counts(
+        ingested=counts[names[RAW]],
+        normalised=counts[names[NORMALISED]],
+        deadlettered=counts[names[DEADLETTER]],
+        duplicates=int(metrics.get("cwn_duplicates_total", 0)),
+        unique=counts[names[UNIQUE]],
+        enriched=counts[names[ENRICHED]],
+        routed=int(metrics.get('cwn_records_out_total{stage="route"}', 0)),
+        deliveries=sum(counts[t] for t in topics),
+    )
+
+
+def expected_deliveries(settings: Settings, directory: Directory) -> int:
+    """Route the enriched stream again, offline, with the same directory: what members are owed."""
+    index = RoutingIndex(directory)
+    codec = alert_codec()
+    messages = read_topics(settings, [settings.topic(ENRICHED)])
+    return sum(len(route(codec.decode(m.value()), index)) for m in messages)
+
+
+def wait_settled(
+    settings: Settings,
+    workers: Sequence[Worker],
+    directory: Directory,
+    expected_ingested: int,
+    timeout: float = 300.0,
+    on_progress: Callable[[Counts], None] | None = None,
+) -> Counts:
+    """Poll until every stage has caught up (stable twice in a row) or the timeout passes."""
+    topics = member_topics(settings)
+    deadline = time.monotonic() + timeout
+    previous = None
+    while True:
+        counts = snapshot(settings, workers, topics)
+        if on_progress:
+            on_progress(counts)
+        done = counts.ingested >= expected_ingested and counts.settled()
+        if done and counts == previous:
+            break
+        if time.monotonic() > deadline:
+            break
+        previous = counts if done else None
+        time.sleep(0.5)
+    counts.expected_deliveries = expected_deliveries(settings, directory)
+    return counts
+
+
+def cleanup_namespace(settings: Settings, prefix: str) -> None:
+    """Delete every topic of namespaces starting with `prefix` (old demo runs)."""
+    delete_topics(settings, [t for t in list_topics(settings) if t.startswith(prefix)])
+
+
+def remove_state(worker: Worker) -> None:
+    shutil.rmtree(worker.settings.data_dir, ignore_errors=True)

@@ -1,0 +1,164 @@
+"""Kafka clients built from the one settings model, and the admin and counting helpers.
+
+Every confluent-kafka client of the project is made here, so connection and security settings
+are given in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from pipeline.settings import Settings
+from pipeline.topics import TopicSpec
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    return {"bootstrap.servers": settings.bootstrap}
+
+
+def make_producer(settings: Settings, **overrides: Any) -> Producer:
+    """An idempotent, acks=all producer with the Java client's murmur2 partitioner.
+
+    murmur2 matters: the Faust workers (aiokafka) partition with murmur2 too, so a key lands on
+    the same partition whichever client wrote it.
+    """
+    config = client_config(settings) | {
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "lz4",
+        "linger.ms": 5,
+        "partitioner": "murmur2_random",
+    }
+    return Producer(config | overrides)
+
+
+def make_admin(settings: Settings) -> AdminClient:
+    return AdminClient(client_config(settings))
+
+
+def make_reader(settings: Settings, **overrides: Any) -> Consumer:
+    """A group-less consumer for reading topics from start to end (control topics, counting)."""
+    config = client_config(settings) | {
+        "group.id": "cwn-reader",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+    }
+    return Consumer(config | overrides)
+
+
+def wait_for_cluster(settings: Settings, timeout: float = 60.0) -> None:
+    """Block until the cluster answers a metadata request; raise TimeoutError naming it if not."""
+    admin = make_admin(settings)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin.list_topics(timeout=5)
+            return
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Kafka at {settings.bootstrap} did not answer: {exc}") from exc
+            time.sleep(0.5)
+
+
+def ensure_topics(settings: Settings, specs: Iterable[TopicSpec], timeout: float = 60.0) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created. Idempotent."""
+    admin = make_admin(settings)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    new = [
+        NewTopic(s.name, s.partitions, settings.replication, config=s.config)
+        for s in specs
+        if s.name not in existing
+    ]
+    created = []
+    for start in range(0, len(new), 500):
+        futures = admin.create_topics(new[start : start + 500], request_timeout=timeout)
+        for name, future in futures.items():
+            try:
+                future.result()
+                created.append(name)
+            except KafkaException as exc:
+                if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                    raise
+    _wait_for_metadata(admin, [t.topic for t in new], timeout)
+    return created
+
+
+def delete_topics(settings: Settings, names: Iterable[str], timeout: float = 60.0) -> None:
+    names = list(names)
+    if not names:
+        return
+    admin = make_admin(settings)  # must outlive its futures
+    for future in admin.delete_topics(names, request_timeout=timeout).values():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                raise
+
+
+def _wait_for_metadata(admin: AdminClient, names: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending and time.monotonic() < deadline:
+        pending -= set(admin.list_topics(timeout=timeout).topics)
+        if pending:
+            time.sleep(0.2)
+
+
+def list_topics(settings: Settings, prefix: str = "") -> list[str]:
+    return sorted(t for t in make_admin(settings).list_topics(timeout=30).topics if t.startswith(prefix))
+
+
+def read_topics(settings: Settings, topics: list[str], timeout: float = 60.0) -> list[Any]:
+    """Read every committed record of the given topics from the beginning to their current end."""
+    if not topics:
+        return []
+    consumer = make_reader(settings)
+    try:
+        metadata = consumer.list_topics(timeout=30).topics
+        assignment = [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in metadata[t].partitions]
+        remaining = set()
+        for tp in assignment:
+            low, high = consumer.get_watermark_offsets(tp, timeout=30)
+            if high > low:
+                remaining.add((tp.topic, tp.partition))
+        consumer.assign(assignment)
+        records = []
+        deadline = time.monotonic() + timeout
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {len(remaining)} partitions did not reach their end")
+            for message in consumer.consume(10_000, timeout=1.0):
+                if message.error():
+                    if message.error().code() == -191:  # _PARTITION_EOF
+                        remaining.discard((message.topic(), message.partition()))
+                        continue
+                    raise KafkaException(message.error())
+                records.append(message)
+        return records
+    finally:
+        consumer.close()
+
+
+def count_records(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """Number of records in each topic, by watermark offsets (exact without transactions)."""
+    consumer = make_reader(settings)
+    try:
+        metadata = consumer.list_topics(timeout=30).topics
+        counts = {}
+        for topic in topics:
+            total = 0
+            for partition in metadata[topic].partitions if topic in metadata else ():
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+                total += high - low
+            counts[topic] = total
+        return counts
+    finally:
+        consumer.close()

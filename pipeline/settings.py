@@ -1,0 +1,85 @@
+"""One typed settings model for every CWN process.
+
+Values come from `CWN_*` environment variables (and `KAFKA_BOOTSTRAP` for the broker address),
+are validated once at start-up, and are frozen afterwards. An unknown `CWN_*` variable is an
+error that names it, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PREFIX = "CWN_"
+
+
+class Settings(BaseSettings):
+    """Settings shared by the workers, the CLI, the demo and the local broker."""
+
+    model_config = SettingsConfigDict(env_prefix=_PREFIX, extra="forbid", frozen=True)
+
+    bootstrap: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP", "CWN_BOOTSTRAP", "bootstrap"),
+        description="Kafka bootstrap servers, host:port[,host:port...].",
+    )
+    namespace: str = Field(
+        default="",
+        pattern=r"^[a-z0-9-]*$",
+        description="Prefix for every topic and the consumer group, so several pipelines can share "
+        "one cluster (tests use it for isolation). Empty in production.",
+    )
+    app_id: str = Field(default="cwn-pipeline", description="Faust application id and group id.")
+    partitions: int = Field(default=4, ge=1, le=1024, description="Partitions of data topics.")
+    replication: int = Field(default=1, ge=1, le=7, description="Replication factor of topics.")
+    data_retention_hours: int = Field(default=168, ge=1, description="Retention of data topics.")
+    store: Literal["rocksdb", "memory"] = Field(
+        default="rocksdb", description="Table store: RocksDB (durable local state) or memory."
+    )
+    data_dir: Path = Field(default=Path(".cwn/worker"), description="Worker state directory.")
+    state_dir: Path = Field(default=Path(".cwn"), description="Local broker, demo and cache directory.")
+    dedup_window_seconds: int = Field(default=24 * 3600, ge=1, description="Dedup window.")
+    max_message_bytes: int = Field(default=512 * 1024, ge=1024, description="Largest raw record accepted.")
+    default_tlp: Literal["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"] = Field(
+        default="AMBER", description="TLP applied to an alert that carries no label."
+    )
+    batch_size: int = Field(default=500, ge=1, le=100_000, description="Records per agent batch.")
+    batch_seconds: float = Field(default=0.05, gt=0, le=10, description="Longest batch wait.")
+    metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 disables /metrics.")
+    log_level: Literal["debug", "info", "warn", "error"] = "warn"
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _bootstrap_has_port(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port, got {server!r}")
+        return value
+
+    def topic(self, name: str) -> str:
+        """Return the full topic name for a design topic name such as `cwn.alerts.raw`."""
+        return f"{self.namespace}.{name}" if self.namespace else name
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.namespace}.{self.app_id}" if self.namespace else self.app_id
+
+
+def check_environment(environ: dict[str, str] | None = None) -> None:
+    """Reject unknown `CWN_*` variables by name before they are silently ignored."""
+    env = os.environ if environ is None else environ
+    known = {f"{_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    unknown = sorted(k for k in env if k.startswith(_PREFIX) and k not in known)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the settings from the environment, with explicit overrides on top."""
+    check_environment()
+    return Settings(**overrides)

@@ -1,0 +1,61 @@
+"""Every topic of the pipeline, with its partitions and configs, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.settings import Settings
+
+RAW = "cwn.alerts.raw"
+NORMALISED = "cwn.alerts.normalised"
+UNIQUE = "cwn.alerts.unique"
+ENRICHED = "cwn.alerts.enriched"
+DEADLETTER = "cwn.deadletter"
+MEMBERS = "cwn.members"
+SUBSCRIPTIONS = "cwn.subscriptions"
+RECEIPTS = "cwn.delivery.receipts"
+DELIVERY_DEADLETTER = "cwn.delivery.deadletter"
+DELIVER_PREFIX = "cwn.deliver."
+
+_HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def member_topic(settings: Settings, member_id: str) -> str:
+    """The topic one member reads its deliveries from."""
+    return settings.topic(DELIVER_PREFIX + member_id)
+
+
+def member_topic_prefix(settings: Settings) -> str:
+    return settings.topic(DELIVER_PREFIX)
+
+
+def pipeline_topics(settings: Settings) -> list[TopicSpec]:
+    """The fixed topics: data topics with time retention, control topics compacted forever."""
+    data = {"retention.ms": str(settings.data_retention_hours * _HOUR_MS), "cleanup.policy": "delete"}
+    month = {"retention.ms": str(30 * 24 * _HOUR_MS), "cleanup.policy": "delete"}
+    control = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "retention.ms": "-1"}
+    p = settings.partitions
+    return [
+        TopicSpec(settings.topic(RAW), p, data),
+        TopicSpec(settings.topic(NORMALISED), p, data),
+        TopicSpec(settings.topic(UNIQUE), p, data),
+        TopicSpec(settings.topic(ENRICHED), p, data),
+        TopicSpec(settings.topic(DEADLETTER), p, month),
+        TopicSpec(settings.topic(RECEIPTS), p, data),
+        TopicSpec(settings.topic(DELIVERY_DEADLETTER), p, month),
+        TopicSpec(settings.topic(MEMBERS), 1, control),
+        TopicSpec(settings.topic(SUBSCRIPTIONS), 1, control),
+    ]
+
+
+def member_topic_spec(settings: Settings, member_id: str) -> TopicSpec:
+    """One partition per member keeps its alerts in order; retention as for data topics."""
+    data = {"retention.ms": str(settings.data_retention_hours * _HOUR_MS), "cleanup.policy": "delete"}
+    return TopicSpec(member_topic(settings, member_id), 1, data)

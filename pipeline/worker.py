@@ -1,0 +1,52 @@
+"""Runs one pipeline worker: metrics endpoint, directory view, and the Faust app."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+from prometheus_client import CollectorRegistry, start_http_server
+
+from pipeline import __version__
+from pipeline.app import create_app
+from pipeline.control import DirectoryView
+from pipeline.kafka import ensure_topics, wait_for_cluster
+from pipeline.metrics import create_metrics
+from pipeline.settings import Settings
+from pipeline.topics import pipeline_topics
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings) -> None:
+    """Start a worker and block until it is stopped (SIGTERM or SIGINT stop it cleanly)."""
+    logging.basicConfig(
+        level=settings.log_level.upper().replace("WARN", "WARNING"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    wait_for_cluster(settings)
+    ensure_topics(settings, pipeline_topics(settings))
+    registry = CollectorRegistry()
+    metrics = create_metrics(registry, __version__)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=registry)
+    directory = DirectoryView(settings).start()
+
+    def on_directory_change() -> None:
+        metrics.directory_members.set(len(directory.index.directory))
+        metrics.directory_version.set(directory.version)
+
+    directory.on_change = on_directory_change
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings, metrics, directory)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level,
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=False,
+    )
+    try:
+        worker.execute_from_commandline()
+    finally:
+        directory.stop()
