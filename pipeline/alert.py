@@ -216,8 +216,6 @@ class _SchemaWalker:
             logical = node.get("logicalType")
             if logical == "timestamp-micros":
                 return parse_time(value, path)
-            if logical == "uuid":
-                return _uuid(value, path)
             if kind == "record":
                 return self.record(node, value, path)
             if kind == "enum":
@@ -306,8 +304,7 @@ def build_alert(data: Mapping[str, Any], *, default_tlp: str = "AMBER", now: dat
         data["tlp"] = default_tlp
     else:
         data["tlp"] = canonical_tlp(data["tlp"])
-    if data.get("id") is None:
-        data["id"] = str(uuid.uuid4())
+    data["id"] = str(uuid.uuid4()) if data.get("id") is None else _uuid(data["id"], "id")
     data["schema_version"] = SCHEMA_VERSION
     alert = _walker().record(_walker().root, data, "")
     _check_meaning(alert, now or datetime.now(UTC))

@@ -139,6 +139,7 @@ class Counts:
     duplicates: int = 0
     unique: int = 0
     enriched: int = 0
+    route_read: int = 0
     routed: int = 0
     deliveries: int = 0
     expected_deliveries: int = 0
@@ -158,6 +159,7 @@ class Counts:
             self.ingested == self.normalised + self.deadlettered
             and self.normalised == self.unique + self.duplicates
             and self.enriched == self.unique
+            and self.route_read == self.enriched
             and self.routed == self.deliveries
         )
 
@@ -184,6 +186,7 @@ def snapshot(settings: Settings, workers: Sequence[Worker], topics: list[str]) -
         duplicates=int(metrics.get("cwn_duplicates_total", 0)),
         unique=counts[names[UNIQUE]],
         enriched=counts[names[ENRICHED]],
+        route_read=int(metrics.get('cwn_records_in_total{stage="route"}', 0)),
         routed=int(metrics.get('cwn_records_out_total{stage="route"}', 0)),
         deliveries=sum(counts[t] for t in topics),
     )

@@ -1,0 +1,36 @@
+from collections import Counter
+from datetime import UTC, datetime
+
+from pipeline.alert import Rejected
+from pipeline.demo.feed import BAD_FIELDS, SampleFeed
+from pipeline.directory import generate_members
+from pipeline.normalise import Limits, normalise
+
+NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
+
+
+def test_feed_ratios_and_ground_truth():
+    feed = SampleFeed(generate_members(50), now=NOW, max_message_bytes=4096)
+    records = feed.records(1000)
+    kinds = Counter("bad" if r.serial < 0 else r.kind for r in records)
+    assert kinds == {"unique": 690, "duplicate": 300, "bad": 10}
+    seen = {}
+    for record in records:
+        try:
+            (alert,) = normalise(record.value, dict(record.headers), Limits(4096), NOW)
+        except Rejected as rejected:
+            assert record.serial < 0
+            assert rejected.field == BAD_FIELDS[record.kind]
+            continue
+        if record.kind == "unique":
+            assert alert["fingerprint"] not in seen
+            seen[alert["fingerprint"]] = record.serial
+        else:
+            assert seen[alert["fingerprint"]] == record.serial
+
+
+def test_feed_is_deterministic():
+    members = generate_members(10)
+    a = SampleFeed(members, seed=3, now=NOW).records(50)
+    b = SampleFeed(members, seed=3, now=NOW).records(50)
+    assert [r.value for r in a] == [r.value for r in b]

@@ -1,0 +1,68 @@
+"""Properties of routing over generated directories and alerts."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.alert import SEVERITY_RANK
+from pipeline.directory import Directory
+from pipeline.enrich import enrich
+from pipeline.routing import RoutingIndex, explain, route
+from tests.unit.strategies import alerts, directories
+
+IDS = tuple(f"m{n}" for n in range(6))
+
+
+def may_see(tlp, member, alert):
+    """TLP 2.0 as DESIGN.md states it, written independently of the router."""
+    inside = member.id in alert["members_inside"]
+    recipient = member.id in alert["recipients"]
+    groups = set(member.groups) | {f"sector:{s}" for s in member.sectors}
+    return {
+        "CLEAR": True,
+        "GREEN": True,
+        "AMBER": inside or recipient or bool(groups & set(alert["sharing_groups"])),
+        "AMBER+STRICT": inside or recipient,
+        "RED": recipient,
+    }[tlp]
+
+
+def wants(member, alert):
+    """Recipient, owner (by default) or a matching subscription, written independently."""
+    inside = member.id in alert["members_inside"]
+    if member.id in alert["recipients"] or (inside and member.receive_inside):
+        return True
+    for sub in member.subscriptions:
+        kinds = {i["type"] for i in alert["indicators"]}
+        if (
+            (not sub.inside_only or inside)
+            and (not sub.sectors or set(sub.sectors) & set(alert["sectors"]))
+            and (not sub.taxonomies or alert["taxonomy"] in sub.taxonomies
+                 or f"{alert['taxonomy']}/{alert['type']}" in sub.taxonomies)
+            and SEVERITY_RANK[alert["severity"]] >= SEVERITY_RANK[sub.min_severity]
+            and alert["confidence"] >= sub.min_confidence
+            and (not sub.feeds or f"{alert['feed']['provider']}/{alert['feed']['name']}" in sub.feeds)
+            and (not sub.indicator_types or kinds & set(sub.indicator_types))
+        ):  # fmt: skip
+            return True
+    return False
+
+
+@given(directories(), alerts(member_ids=IDS), st.booleans())
+def test_route_delivers_exactly_what_tlp_and_subscriptions_allow(members, alert, through_enrich):
+    index = RoutingIndex(Directory(members))
+    if through_enrich:
+        alert = enrich(alert, index)
+    receivers = {d.member_id for d in route(alert, index)}
+    expected = {m.id for m in members if may_see(alert["tlp"], m, alert) and wants(m, alert)}
+    assert receivers == expected
+
+
+@given(directories(), alerts(member_ids=IDS))
+def test_route_agrees_with_explain(members, alert):
+    index = RoutingIndex(Directory(members))
+    routed = route(alert, index)
+    explained = [d for d in explain(alert, index) if d.receives]
+    assert sorted(routed, key=lambda d: d.member_id) == sorted(explained, key=lambda d: d.member_id)
+    for decision in explain(alert, index):
+        assert decision.receives == bool(decision.rule)
+        assert decision.receives != bool(decision.reason)
