@@ -62,7 +62,7 @@ def alerts(draw: st.DrawFn, member_ids: tuple[str, ...] = ("m1", "m2", "m3")) ->
                 st.fixed_dictionaries({"type": st.sampled_from(["ipv4", "domain", "url"]), "value": text}),
                 max_size=3,
             )
-        ),  # fmt: skip
+        ),
         "malware": draw(
             st.none()
             | st.fixed_dictionaries(
@@ -71,7 +71,7 @@ def alerts(draw: st.DrawFn, member_ids: tuple[str, ...] = ("m1", "m2", "m3")) ->
                     "hashes": st.dictionaries(st.sampled_from(["md5", "sha256"]), text, max_size=2),
                 }
             )
-        ),  # fmt: skip
+        ),
         "protocol": draw(
             st.none()
             | st.fixed_dictionaries({"transport": st.none() | text, "application": st.none() | text})
@@ -111,12 +111,15 @@ def directories(draw: st.DrawFn, size: int = 6) -> list[Member]:
             Member(
                 id=f"m{n}",
                 name=f"Member {n}",
-                sectors=tuple(draw(st.lists(st.sampled_from(SECTORS[:4]), min_size=1, max_size=2, unique=True))),
-                constituency=Constituency(cidrs=(ipaddress.ip_network(f"10.{n}.0.0/16"),),
-                                          domains=(f"n{n}.example",)),
+                sectors=tuple(
+                    draw(st.lists(st.sampled_from(SECTORS[:4]), min_size=1, max_size=2, unique=True))
+                ),
+                constituency=Constituency(
+                    cidrs=(ipaddress.ip_network(f"10.{n}.0.0/16"),), domains=(f"n{n}.example",)
+                ),
                 groups=tuple(draw(st.lists(st.just("g1"), max_size=1))),
                 receive_inside=draw(st.booleans()),
                 subscriptions=tuple(subs),
             )
-        )  # fmt: skip
+        )
     return members

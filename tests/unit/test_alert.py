@@ -99,7 +99,7 @@ json_values = st.recursive(
 )
 
 
-@given(st.dictionaries(st.sampled_from(list(minimal()) + ["source", "tlp", "severity", "x"]), json_values))
+@given(st.dictionaries(st.sampled_from([*list(minimal()), "source", "tlp", "severity", "x"]), json_values))
 def test_any_mapping_builds_or_is_rejected(data):
     try:
         build_alert(data, now=NOW)

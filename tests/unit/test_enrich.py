@@ -9,14 +9,27 @@ from pipeline.routing import RoutingIndex
 INDEX = RoutingIndex(
     Directory(
         [
-            Member(id="grid", name="Grid", sectors=("energy",), constituency=Constituency(
-                cidrs=(ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_network("2001:db8:1::/48")),
-                asns=(64500,), domains=("grid.example",))),
-            Member(id="clinic", name="Clinic", sectors=("health",), constituency=Constituency(
-                cidrs=(ipaddress.ip_network("198.51.100.0/25"),), domains=("clinic.example",))),
+            Member(
+                id="grid",
+                name="Grid",
+                sectors=("energy",),
+                constituency=Constituency(
+                    cidrs=(ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_network("2001:db8:1::/48")),
+                    asns=(64500,),
+                    domains=("grid.example",),
+                ),
+            ),
+            Member(
+                id="clinic",
+                name="Clinic",
+                sectors=("health",),
+                constituency=Constituency(
+                    cidrs=(ipaddress.ip_network("198.51.100.0/25"),), domains=("clinic.example",)
+                ),
+            ),
         ]
     )
-)  # fmt: skip
+)
 
 
 def alert(**fields):

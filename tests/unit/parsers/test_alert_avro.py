@@ -40,8 +40,17 @@ def test_avro_is_checked_like_json():
 
 
 def test_avro_with_bad_ip_is_rejected():
-    bad = valid() | {"source": {"ip": "999.0.0.1", "port": None, "fqdn": None, "url": None, "asn": None,
-                                "as_name": None, "cc": None}}  # fmt: skip
+    bad = valid() | {
+        "source": {
+            "ip": "999.0.0.1",
+            "port": None,
+            "fqdn": None,
+            "url": None,
+            "asn": None,
+            "as_name": None,
+            "cc": None,
+        }
+    }
     with pytest.raises(Rejected) as caught:
         parse(alert_codec().encode(bad), CTX)
     assert caught.value.field == "source.ip"

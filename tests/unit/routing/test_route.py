@@ -36,13 +36,16 @@ def wants(member, alert):
         if (
             (not sub.inside_only or inside)
             and (not sub.sectors or set(sub.sectors) & set(alert["sectors"]))
-            and (not sub.taxonomies or alert["taxonomy"] in sub.taxonomies
-                 or f"{alert['taxonomy']}/{alert['type']}" in sub.taxonomies)
+            and (
+                not sub.taxonomies
+                or alert["taxonomy"] in sub.taxonomies
+                or f"{alert['taxonomy']}/{alert['type']}" in sub.taxonomies
+            )
             and SEVERITY_RANK[alert["severity"]] >= SEVERITY_RANK[sub.min_severity]
             and alert["confidence"] >= sub.min_confidence
             and (not sub.feeds or f"{alert['feed']['provider']}/{alert['feed']['name']}" in sub.feeds)
             and (not sub.indicator_types or kinds & set(sub.indicator_types))
-        ):  # fmt: skip
+        ):
             return True
     return False
 

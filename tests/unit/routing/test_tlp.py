@@ -15,19 +15,40 @@ NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 
 MEMBERS = Directory(
     [
-        Member(id="owner", name="Owner", sectors=("energy",),
-               constituency=Constituency(cidrs=(ipaddress.ip_network("10.0.0.0/16"),))),
+        Member(
+            id="owner",
+            name="Owner",
+            sectors=("energy",),
+            constituency=Constituency(cidrs=(ipaddress.ip_network("10.0.0.0/16"),)),
+        ),
         Member(id="addressee", name="Addressee", sectors=("health",)),
-        Member(id="grouped", name="Grouped", sectors=("energy",),
-               subscriptions=(Subscription(id="energy", sectors=("energy",)),)),
-        Member(id="named-group", name="Named group member", sectors=("health",), groups=("grid-isac",),
-               subscriptions=(Subscription(id="all"),)),
-        Member(id="subscriber", name="Subscriber", sectors=("health",),
-               subscriptions=(Subscription(id="energy", sectors=("energy",)),)),
-        Member(id="bystander", name="Bystander", sectors=("health",),
-               subscriptions=(Subscription(id="transport", sectors=("transport",)),)),
+        Member(
+            id="grouped",
+            name="Grouped",
+            sectors=("energy",),
+            subscriptions=(Subscription(id="energy", sectors=("energy",)),),
+        ),
+        Member(
+            id="named-group",
+            name="Named group member",
+            sectors=("health",),
+            groups=("grid-isac",),
+            subscriptions=(Subscription(id="all"),),
+        ),
+        Member(
+            id="subscriber",
+            name="Subscriber",
+            sectors=("health",),
+            subscriptions=(Subscription(id="energy", sectors=("energy",)),),
+        ),
+        Member(
+            id="bystander",
+            name="Bystander",
+            sectors=("health",),
+            subscriptions=(Subscription(id="transport", sectors=("transport",)),),
+        ),
     ]
-)  # fmt: skip
+)
 INDEX = RoutingIndex(MEMBERS)
 
 #: member -> the TLP levels at which it receives the alert below.

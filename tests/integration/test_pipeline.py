@@ -1,0 +1,162 @@
+"""The whole pipeline on the real broker: exactly the expected deliveries and dead letters."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from pipeline.alert import Rejected
+from pipeline.demo.feed import BAD_FIELDS, FeedRecord, SampleFeed
+from pipeline.demo.run import group_lag, member_topics, produce_feed, wait_settled
+from pipeline.directory import Directory, generate_members
+from pipeline.enrich import enrich
+from pipeline.kafka import read_topics
+from pipeline.normalise import Limits, normalise
+from pipeline.routing import RoutingIndex, route
+from pipeline.serde import alert_codec
+from pipeline.settings import Settings
+from pipeline.topics import DEADLETTER, UNIQUE
+from tests.integration.conftest import Pipeline
+
+pytestmark = pytest.mark.integration
+
+
+def expected_outcome(
+    records: list[FeedRecord], directory: Directory, settings: Settings
+) -> tuple[set[tuple[str, str]], Counter]:
+    """What the pipeline must produce, from the pure functions: (fingerprint, member) pairs and
+    the dead letters as (original bytes, field)."""
+    index = RoutingIndex(directory)
+    limits = Limits(settings.max_message_bytes, settings.default_tlp)
+    now = datetime.now(UTC)
+    seen: set[str] = set()
+    pairs: set[tuple[str, str]] = set()
+    dead: Counter = Counter()
+    for record in records:
+        try:
+            alerts = normalise(record.value, dict(record.headers), limits, now)
+        except Rejected as rejected:
+            dead[(record.value, rejected.field)] += 1
+            continue
+        for alert in alerts:
+            if alert["fingerprint"] in seen:
+                continue
+            seen.add(alert["fingerprint"])
+            enrich(alert, index)
+            pairs.update((alert["fingerprint"], d.member_id) for d in route(alert, index))
+    return pairs, dead
+
+
+def delivered(settings: Settings) -> list[tuple[str, str, str]]:
+    """(fingerprint, member, alert id) of every record on every member topic."""
+    prefix_len = len(settings.topic("cwn.deliver."))
+    out = []
+    for message in read_topics(settings, member_topics(settings)):
+        alert = orjson.loads(message.value())
+        out.append((alert["fingerprint"], message.topic()[prefix_len:], alert["id"]))
+    return out
+
+
+def test_ten_thousand_alerts_exactly(settings: Settings, pipeline: Pipeline) -> None:
+    directory = Directory(generate_members(150, seed=11))
+    pipeline.import_members(directory)
+    worker = pipeline.start_worker()
+    feed = SampleFeed(list(directory), seed=5, duplicate_ratio=0.3, bad_ratio=0.01,
+                      max_message_bytes=settings.max_message_bytes)  # fmt: skip
+    records = feed.records(10_000)
+    assert sum(r.kind == "duplicate" for r in records) == 3000
+    assert sum(r.serial < 0 for r in records) == 100
+
+    produce_feed(settings, records)
+    counts = wait_settled(settings, [worker], directory, len(records), timeout=300)
+
+    expected_pairs, expected_dead = expected_outcome(records, directory, settings)
+    got = delivered(settings)
+    assert len(got) == len(set(got)), "a member received the same alert twice"
+    assert {(fp, member) for fp, member, _ in got} == expected_pairs
+    assert len(got) == len(expected_pairs)
+
+    dead = read_topics(settings, [settings.topic(DEADLETTER)])
+    got_dead = Counter()
+    for message in dead:
+        headers = dict(message.headers())
+        assert headers["cwn.error.reason"], "every dead letter says why"
+        assert headers["cwn.error.feed"] == b"cwn-demo/broken-partner"
+        assert headers["cwn.error.stage"] == b"normalise"
+        got_dead[(message.value(), headers["cwn.error.field"].decode())] += 1
+    assert got_dead == expected_dead
+    assert {field for _, field in got_dead} == set(BAD_FIELDS.values())
+
+    assert counts.as_dict() | {"expected_deliveries": 0} == {
+        "ingested": 10_000, "normalised": 9_900, "deadlettered": 100, "duplicates": 3_000,
+        "unique": 6_900, "enriched": 6_900, "route_read": 6_900, "routed": len(expected_pairs),
+        "deliveries": len(expected_pairs), "expected_deliveries": 0, "lost": 0,
+    }  # fmt: skip
+    assert counts.expected_deliveries == len(expected_pairs)
+
+    metrics = worker.scrape()
+    assert metrics['cwn_records_in_total{stage="normalise"}'] == 10_000
+    assert sum(v for k, v in metrics.items() if k.startswith("cwn_deadlettered_total{")) == 100
+    assert metrics["cwn_duplicates_total"] == 3_000
+    assert metrics['cwn_records_out_total{stage="route"}'] == len(expected_pairs)
+    assert metrics["cwn_directory_members"] == 150
+    assert metrics["cwn_end_to_end_latency_seconds_count"] == len(expected_pairs)
+
+
+def test_restart_mid_stream_keeps_dedup_state(settings: Settings, pipeline: Pipeline) -> None:
+    """Stop the worker mid-stream, wipe its local RocksDB state, start it again: the dedup table
+    comes back from its changelog, nothing is lost, and no duplicate dropped before the restart
+    is sent after it."""
+    directory = Directory(generate_members(80, seed=3))
+    pipeline.import_members(directory)
+    feed = SampleFeed(list(directory), seed=9, duplicate_ratio=0.3, bad_ratio=0.0,
+                      max_message_bytes=settings.max_message_bytes)  # fmt: skip
+    first, second = feed.records(4000), None
+    originals = {r.serial for r in first if r.kind == "unique"}
+    # The second half repeats alerts of the first: they must all be dropped as duplicates.
+    second = [FeedRecord(r.value, r.headers, "duplicate", r.serial) for r in first if r.kind == "unique"][
+        :1500
+    ]
+
+    worker = pipeline.start_worker("w0")
+    produce_feed(settings, first)
+    wait_settled(settings, [worker], directory, len(first), timeout=300)
+    produce_feed(settings, second[:750])
+    worker.stop()
+    pipeline.workers.remove(worker)
+    shutil.rmtree(worker.settings.data_dir)
+
+    again = pipeline.start_worker("w0")
+    produce_feed(settings, second[750:])
+    wait_until_caught_up(settings)
+    assert again.scrape()["cwn_duplicates_total"] >= 750
+
+    expected_pairs, _ = expected_outcome(first, directory, settings)
+    ids_per_pair: dict[tuple[str, str], set[str]] = {}
+    for fp, member, alert_id in delivered(settings):
+        ids_per_pair.setdefault((fp, member), set()).add(alert_id)
+    assert set(ids_per_pair) == expected_pairs, "an alert was lost or misrouted across the restart"
+    assert all(len(ids) == 1 for ids in ids_per_pair.values()), "a deduplicated alert was sent again"
+
+    ids_per_fingerprint: dict[str, set[str]] = {}
+    for message in read_topics(settings, [settings.topic(UNIQUE)]):
+        alert = alert_codec().decode(message.value())
+        ids_per_fingerprint.setdefault(alert["fingerprint"], set()).add(alert["id"])
+    assert len(ids_per_fingerprint) == len(originals)
+    assert all(len(ids) == 1 for ids in ids_per_fingerprint.values())
+
+
+def wait_until_caught_up(settings: Settings, timeout: float = 300) -> None:
+    """Wait until the workers' group has committed the end of every input topic, twice in a row."""
+    deadline = time.monotonic() + timeout
+    caught_up = 0
+    while caught_up < 2:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the pipeline did not catch up")
+        caught_up = caught_up + 1 if group_lag(settings) == 0 else 0
+        time.sleep(1)
