@@ -66,6 +66,7 @@ def settings(bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
         data_dir=tmp_path / "worker",
         metrics_port=0,
         batch_size=200,
+        log_level="info",
         dedup_window_seconds=24 * 3600,
     )
     ensure_topics(s, pipeline_topics(s))

@@ -12,15 +12,15 @@ import pytest
 
 from pipeline.alert import Rejected
 from pipeline.demo.feed import BAD_FIELDS, FeedRecord, SampleFeed
-from pipeline.demo.run import group_lag, member_topics, produce_feed, wait_settled
+from pipeline.demo.run import Worker, member_topics, produce_feed, wait_settled
 from pipeline.directory import Directory, generate_members
 from pipeline.enrich import enrich
-from pipeline.kafka import read_topics
+from pipeline.kafka import count_records, read_topics
 from pipeline.normalise import Limits, normalise
 from pipeline.routing import RoutingIndex, route
 from pipeline.serde import alert_codec
 from pipeline.settings import Settings
-from pipeline.topics import DEADLETTER, UNIQUE
+from pipeline.topics import DEADLETTER, NORMALISED, RAW, UNIQUE
 from tests.integration.conftest import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -133,7 +133,7 @@ def test_restart_mid_stream_keeps_dedup_state(settings: Settings, pipeline: Pipe
 
     again = pipeline.start_worker("w0")
     produce_feed(settings, second[750:])
-    wait_until_caught_up(settings)
+    wait_until_quiet(settings, again, len(first) + len(second))
     assert again.scrape()["cwn_duplicates_total"] >= 750
 
     expected_pairs, _ = expected_outcome(first, directory, settings)
@@ -151,12 +151,17 @@ def test_restart_mid_stream_keeps_dedup_state(settings: Settings, pipeline: Pipe
     assert all(len(ids) == 1 for ids in ids_per_fingerprint.values())
 
 
-def wait_until_caught_up(settings: Settings, timeout: float = 300) -> None:
-    """Wait until the workers' group has committed the end of every input topic, twice in a row."""
+def wait_until_quiet(settings: Settings, worker: Worker, ingested: int, timeout: float = 300) -> None:
+    """Wait until every raw record is normalised and no stage's counters move for three seconds."""
+    topics = [settings.topic(RAW), settings.topic(NORMALISED), settings.topic(UNIQUE)]
     deadline = time.monotonic() + timeout
-    caught_up = 0
-    while caught_up < 2:
+    previous, quiet = None, 0
+    while quiet < 3:
         if time.monotonic() > deadline:
-            raise TimeoutError("the pipeline did not catch up")
-        caught_up = caught_up + 1 if group_lag(settings) == 0 else 0
+            raise TimeoutError("the pipeline did not settle")
+        counts = count_records(settings, topics)
+        state = (counts, {k: v for k, v in worker.scrape().items() if k.startswith("cwn_records_")})
+        done = counts[topics[0]] == ingested and counts[topics[1]] >= ingested
+        quiet = quiet + 1 if done and state == previous else 0
+        previous = state
         time.sleep(1)
