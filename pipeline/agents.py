@@ -11,13 +11,17 @@ batch be acknowledged without its output; the orchestrator restarts the worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from faust.streams import _current_event as faust_current_event
 
 from connectors.core import Delivery, Outcome
 from connectors.member_topic import MemberTopicConnector
@@ -40,6 +44,7 @@ SendFn = Callable[[str, bytes | None, bytes | None, Headers], Awaitable[Awaitabl
 Agent = Callable[[Any], Awaitable[None]]
 
 _DELIVERY_ATTEMPTS = 5
+_SLOW_WRITE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -53,15 +58,20 @@ class StageContext:
 
     async def batches(self, stream: Any) -> AsyncIterator[list[Any]]:
         async for events in stream.take_events(self.settings.batch_size, within=self.settings.batch_seconds):
+            log.debug("Batch of %d from %s", len(events), events[0].message.topic)
             yield events
 
     async def write(self, records: Iterable[Record]) -> None:
         """Send records and wait for every acknowledgement; a failure ends the process."""
         acks = [await self.send(topic, key, value, headers) for topic, key, value, headers in records]
-        try:
-            await asyncio.gather(*acks)
-        except Exception as exc:  # noqa: BLE001 - any unacknowledged write is fatal, see module doc
-            fatal(f"a write was not acknowledged: {exc!r}")
+        pending = set(acks)
+        while pending:
+            done, pending = await asyncio.wait(pending, timeout=_SLOW_WRITE_SECONDS)
+            for ack in done:
+                if ack.exception() is not None:
+                    fatal(f"a write was not acknowledged: {ack.exception()!r}")
+            if pending:
+                log.warning("Still waiting for %d of %d writes to be acknowledged", len(pending), len(acks))
 
     async def directory_ready(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.directory.wait_ready)
@@ -72,6 +82,21 @@ def fatal(reason: str) -> None:
     log.critical("Stopping the worker at once so that no record is lost: %s", reason)
     logging.shutdown()
     os._exit(70)
+
+
+@contextlib.contextmanager
+def table_event(event: Any) -> Iterator[None]:
+    """Make `event` the current event of this task, for the table's partition lookups.
+
+    Faust tables find the partition of a key through the current event, which batch iteration
+    does not set. The context variable is per task, so this never touches the stream's own
+    bookkeeping (setting the stream's attribute instead would race with its take buffer).
+    """
+    token = faust_current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_current_event.reset(token)
 
 
 def headers_of(message: Any) -> dict[str, bytes]:
@@ -138,22 +163,20 @@ def dedupe_agent(ctx: StageContext, table: Any) -> Agent:
             for event in events:
                 message = event.message
                 alert = codec.decode(message.value)
-                # Table reads and writes find their partition through the current event.
-                stream._set_current_event(event)
-                stored = table.get(message.key)
-                seen, verdict = observe(
-                    Seen.from_bytes(stored) if stored else None,
-                    to_us(alert["time_observation"]),
-                    (message.partition, message.offset),
-                    window_us,
-                )
-                if verdict is not Verdict.REPLAY:
-                    table[message.key] = seen.to_bytes()
+                with table_event(event):
+                    stored = table.get(message.key)
+                    seen, verdict = observe(
+                        Seen.from_bytes(stored) if stored else None,
+                        to_us(alert["time_observation"]),
+                        (message.partition, message.offset),
+                        window_us,
+                    )
+                    if verdict is not Verdict.REPLAY:
+                        table[message.key] = seen.to_bytes()
                 if verdict is Verdict.DUPLICATE:
                     duplicates += 1
                     continue
                 records.append((out_topic, message.key, codec.encode(stamp(alert, seen)), []))
-            stream._set_current_event(None)
             await ctx.write(records)
             m.records_in.labels("dedupe").inc(len(events))
             m.records_out.labels("dedupe").inc(len(records))

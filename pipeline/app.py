@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import faust
 
-from pipeline import agents
+from pipeline import agents, diagnostics
 from pipeline.control import DirectoryView
 from pipeline.metrics import Metrics
+from pipeline.producer import AsyncProducer
 from pipeline.settings import Settings
 from pipeline.topics import ENRICHED, NORMALISED, RAW, UNIQUE
 
 
-def create_app(settings: Settings, metrics: Metrics, directory: DirectoryView) -> faust.App:
-    """Build the Faust application for one worker process."""
+def create_app(
+    settings: Settings, metrics: Metrics, directory: DirectoryView, producer: AsyncProducer
+) -> faust.App:
+    """Build the Faust application for one worker process.
+
+    Faust's own producer writes only the dedup table's changelog; the agents write through
+    `producer` (see `pipeline.producer` for why).
+    """
     app = faust.App(
         settings.group_id,
         broker=f"kafka://{settings.bootstrap}",
@@ -31,7 +39,8 @@ def create_app(settings: Settings, metrics: Metrics, directory: DirectoryView) -
         producer_linger_ms=5,
         producer_max_batch_size=256 * 1024,
         producer_acks=-1,
-        stream_buffer_maxsize=max(4096, settings.batch_size * 2),
+        producer_request_timeout=30.0,
+        stream_buffer_maxsize=max(8192, settings.batch_size * 4),
         processing_guarantee="at_least_once",
     )
 
@@ -42,10 +51,16 @@ def create_app(settings: Settings, metrics: Metrics, directory: DirectoryView) -
         "dedupe", partitions=settings.partitions, key_type=bytes, value_type=bytes, default=None
     )
 
-    async def send(topic_name: str, key: bytes | None, value: bytes | None, headers: Any) -> Any:
-        return await app.producer.send(topic_name, key, value, None, None, headers)
+    # Table writes queue changelog records in Faust's producer buffer; past `max_messages` Faust
+    # makes every incoming message wait for it to drain, one 0.1 s tick at a time. A batch of
+    # table writes is normal here, so the buffer may hold several batches.
+    app.producer.buffer.max_messages = settings.batch_size * 20
 
-    ctx = agents.StageContext(settings, metrics, directory, send)
+    @app.task
+    async def install_diagnostics() -> None:
+        diagnostics.install(asyncio.get_running_loop())
+
+    ctx = agents.StageContext(settings, metrics, directory, producer.send)
     app.agent(topic(RAW), name="normalise")(agents.normalise_agent(ctx))
     app.agent(topic(NORMALISED), name="dedupe")(agents.dedupe_agent(ctx, dedup_table))
     app.agent(topic(UNIQUE), name="enrich")(agents.enrich_agent(ctx))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 
 import faust
 from prometheus_client import CollectorRegistry, start_http_server
@@ -12,6 +14,7 @@ from pipeline.app import create_app
 from pipeline.control import DirectoryView
 from pipeline.kafka import ensure_topics, wait_for_cluster
 from pipeline.metrics import create_metrics
+from pipeline.producer import AsyncProducer
 from pipeline.settings import Settings
 from pipeline.topics import pipeline_topics
 
@@ -24,21 +27,25 @@ def run_worker(settings: Settings) -> None:
         level=settings.log_level.upper().replace("WARN", "WARNING"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # `kill -USR1 <pid>` writes every thread's stack to the log: the first look at a stuck worker.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     wait_for_cluster(settings)
     ensure_topics(settings, pipeline_topics(settings))
     registry = CollectorRegistry()
     metrics = create_metrics(registry, __version__)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=registry)
-    directory = DirectoryView(settings).start()
+    directory = DirectoryView(settings)
 
     def on_directory_change() -> None:
         metrics.directory_members.set(len(directory.index.directory))
         metrics.directory_version.set(directory.version)
 
     directory.on_change = on_directory_change
+    directory.start()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = create_app(settings, metrics, directory)
+    producer = AsyncProducer(settings)
+    app = create_app(settings, metrics, directory, producer)
     worker = faust.Worker(
         app,
         loglevel=settings.log_level,
@@ -49,4 +56,5 @@ def run_worker(settings: Settings) -> None:
     try:
         worker.execute_from_commandline()
     finally:
+        producer.close()
         directory.stop()

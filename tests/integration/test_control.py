@@ -1,0 +1,124 @@
+"""Members and subscriptions through the control topics, live on a running worker."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from pipeline.control import publish_members, read_directory, remove_member
+from pipeline.demo.feed import FeedRecord
+from pipeline.demo.run import Worker, member_topics, produce_feed
+from pipeline.directory import Constituency, Directory, Member, Subscription
+from pipeline.kafka import read_topics
+from pipeline.settings import Settings
+from tests.integration.conftest import Pipeline
+
+pytestmark = pytest.mark.integration
+
+
+def energy_member(member_id: str, n: int) -> Member:
+    return Member(
+        id=member_id,
+        name=f"Energy {n}",
+        sectors=("energy",),
+        constituency=Constituency(cidrs=(ipaddress.ip_network(f"10.{n}.0.0/16"),)),
+        subscriptions=(Subscription(id="energy", sectors=("energy",), min_severity="medium"),),
+    )
+
+
+def intel(serial: int) -> FeedRecord:
+    alert = {
+        "time_observation": (datetime.now(UTC) - timedelta(seconds=5)).isoformat(),
+        "feed": {"provider": "cert", "name": "intel"},
+        "taxonomy": "malicious-code",
+        "type": "c2-server",
+        "severity": "high",
+        "tlp": "GREEN",
+        "sectors": ["energy"],
+        "indicators": [{"type": "domain", "value": f"c2-{serial}.example"}],
+    }
+    return FeedRecord(
+        orjson.dumps(alert), (("format", b"alert-json"), ("feed", b"cert/intel")), "unique", serial
+    )
+
+
+def receivers(settings: Settings) -> dict[str, set[str]]:
+    """member -> the indicator values it received."""
+    prefix = len(settings.topic("cwn.deliver."))
+    out: dict[str, set[str]] = {}
+    for message in read_topics(settings, member_topics(settings)):
+        alert = orjson.loads(message.value())
+        out.setdefault(message.topic()[prefix:], set()).add(alert["indicators"][0]["value"])
+    return out
+
+
+def wait_for(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.3)
+
+
+def wait_directory_version(worker: Worker, version: int) -> None:
+    wait_for(lambda: worker.scrape().get("cwn_directory_version", 0) >= version)
+
+
+def test_import_and_read_back(settings: Settings) -> None:
+    members = [energy_member(f"e{n}", n) for n in range(5)]
+    summary = publish_members(settings, members)
+    assert summary == {"members": 5, "subscriptions": 5, "topics_created": 5, "members_removed": 0,
+                       "subscriptions_removed": 0}  # fmt: skip
+    assert list(read_directory(settings)) == members
+    assert publish_members(settings, members)["topics_created"] == 0  # idempotent
+
+
+def test_changes_apply_live_without_restart(settings: Settings, pipeline: Pipeline) -> None:
+    pipeline.import_members(Directory([energy_member("e1", 1), energy_member("e2", 2)]))
+    worker = pipeline.start_worker()
+    produce_feed(settings, [intel(1)])
+    wait_for(lambda: receivers(settings) == {"e1": {"c2-1.example"}, "e2": {"c2-1.example"}})
+
+    version = worker.scrape()["cwn_directory_version"]
+    publish_members(settings, [energy_member("e3", 3)])
+    wait_directory_version(worker, version + 1)
+    produce_feed(settings, [intel(2)])
+    wait_for(lambda: receivers(settings).get("e3") == {"c2-2.example"})
+
+    version = worker.scrape()["cwn_directory_version"]
+    remove_member(settings, energy_member("e2", 2))
+    wait_directory_version(worker, version + 1)
+    assert worker.scrape()["cwn_directory_members"] == 2
+    produce_feed(settings, [intel(3)])
+    wait_for(lambda: "c2-3.example" in receivers(settings).get("e1", set()))
+    got = receivers(settings)
+    assert got["e2"] == {"c2-1.example", "c2-2.example"}, "a removed member received an alert"
+    assert got["e3"] == {"c2-2.example", "c2-3.example"}
+
+    # A subscription raised to critical stops high-severity alerts for that member.
+    version = worker.scrape()["cwn_directory_version"]
+    stricter = energy_member("e1", 1).model_copy(
+        update={"subscriptions": (Subscription(id="energy", sectors=("energy",), min_severity="critical"),)}
+    )
+    publish_members(settings, [stricter], current=read_directory(settings))
+    wait_directory_version(worker, version + 1)
+    produce_feed(settings, [intel(4)])
+    wait_for(lambda: "c2-4.example" in receivers(settings).get("e3", set()))
+    assert "c2-4.example" not in receivers(settings)["e1"]
+
+
+def test_invalid_directory_keeps_the_last_valid_one(settings: Settings, pipeline: Pipeline) -> None:
+    pipeline.import_members(Directory([energy_member("e1", 1)]))
+    worker = pipeline.start_worker()
+    wait_directory_version(worker, 1)
+    version = worker.scrape()["cwn_directory_version"]
+    # Written around the import's validation: a second member claiming e1's network.
+    publish_members(settings, [energy_member(f"x{uuid.uuid4().hex[:6]}", 1)])
+    time.sleep(2)
+    assert worker.scrape()["cwn_directory_version"] == version
+    assert worker.scrape()["cwn_directory_members"] == 1
