@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable, Iterable
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 
 from pipeline.directory import Directory, DirectoryError, Member, Subscription
-from pipeline.kafka import ensure_topics, make_producer, make_reader
+from pipeline.kafka import assign_from_start, ensure_topics, make_producer, make_reader
 from pipeline.routing.index import RoutingIndex
 from pipeline.settings import Settings
 from pipeline.topics import MEMBERS, SUBSCRIPTIONS, member_topic_spec, pipeline_topics
@@ -109,16 +109,7 @@ class DirectoryView:
         topics = {self._settings.topic(MEMBERS): MEMBERS, self._settings.topic(SUBSCRIPTIONS): SUBSCRIPTIONS}
         consumer = make_reader(self._settings, **{"enable.partition.eof": True})
         try:
-            metadata = consumer.list_topics(timeout=30).topics
-            assignment = [
-                TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in metadata[t].partitions
-            ]
-            behind = set()
-            for tp in assignment:
-                low, high = consumer.get_watermark_offsets(tp, timeout=30)
-                if high > low:
-                    behind.add((tp.topic, tp.partition))
-            consumer.assign(assignment)
+            behind = assign_from_start(consumer, topics)
             if not behind:
                 self._publish()
             dirty = False

@@ -21,20 +21,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.demo.feed import FeedRecord
 from pipeline.directory import Directory
-from pipeline.kafka import (
-    count_records,
-    delete_topics,
-    list_topics,
-    make_admin,
-    make_producer,
-    make_reader,
-    read_topics,
-)
+from pipeline.kafka import count_records, delete_topics, list_topics, make_producer, read_topics
 from pipeline.routing import RoutingIndex, route
 from pipeline.serde import alert_codec
 from pipeline.settings import Settings
@@ -234,25 +225,6 @@ def wait_settled(
         time.sleep(0.5)
     counts.expected_deliveries = expected_deliveries(settings, directory)
     return counts
-
-
-def group_lag(settings: Settings) -> int:
-    """Records of the pipeline's input topics that the workers' group has not committed yet."""
-    topics = [settings.topic(t) for t in (RAW, NORMALISED, UNIQUE, ENRICHED)]
-    admin, reader = make_admin(settings), make_reader(settings)
-    try:
-        metadata = reader.list_topics(timeout=30).topics
-        tps = [TopicPartition(t, p) for t in topics for p in metadata[t].partitions]
-        request = [ConsumerGroupTopicPartitions(settings.group_id, tps)]
-        result = admin.list_consumer_group_offsets(request)[settings.group_id].result()
-        committed = {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions}
-        lag = 0
-        for tp in tps:
-            low, high = reader.get_watermark_offsets(tp, timeout=30)
-            lag += high - max(committed.get((tp.topic, tp.partition), low), low)
-        return lag
-    finally:
-        reader.close()
 
 
 def cleanup_namespace(settings: Settings, prefix: str) -> None:
