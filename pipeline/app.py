@@ -58,7 +58,12 @@ def create_app(
 
     @app.task
     async def install_diagnostics() -> None:
-        diagnostics.install(asyncio.get_running_loop())
+        diagnostics.install(asyncio.get_running_loop(), app)
+
+    @app.timer(0.5)
+    async def report_readiness() -> None:
+        recovered = app.tables.recovery.completed.is_set() and not getattr(app, "in_recovery", False)
+        metrics.ready.set(1 if recovered and directory.wait_ready(0) else 0)
 
     ctx = agents.StageContext(settings, metrics, directory, producer.send)
     app.agent(topic(RAW), name="normalise")(agents.normalise_agent(ctx))

@@ -31,11 +31,21 @@ def await_chain(coro: Any) -> list[str]:
     return chain
 
 
-def dump_tasks() -> None:
+def dump_tasks(app: Any) -> None:
     for task in asyncio.all_tasks():
         chain = await_chain(task.get_coro())
         log.warning("Task %s waits in:\n  %s", task.get_name(), "\n  ".join(chain))
+    consumer = app.consumer
+    log.warning(
+        "Consumer partitions: assigned %s; active %s; paused %s; buffered %s; flow active %s",
+        sorted(map(tuple, consumer.assignment())),
+        sorted(map(tuple, consumer._active_partitions or ())),
+        sorted(map(tuple, consumer._paused_partitions)),
+        sorted(map(tuple, consumer._buffered_partitions)),
+        consumer.flow_active,
+    )
 
 
-def install(loop: asyncio.AbstractEventLoop) -> None:
-    loop.add_signal_handler(signal.SIGUSR2, dump_tasks)
+def install(loop: asyncio.AbstractEventLoop, app: Any) -> None:
+    """Log the await chain of every task and the consumer's partition states on SIGUSR2."""
+    loop.add_signal_handler(signal.SIGUSR2, dump_tasks, app)

@@ -28,6 +28,7 @@ class Metrics:
     latency_seconds: Histogram
     directory_members: Gauge
     directory_version: Gauge
+    ready: Gauge
     build: Info
 
 
@@ -72,6 +73,12 @@ def create_metrics(registry: CollectorRegistry, version: str = "") -> Metrics:
         ),
         directory_version=Gauge(
             "cwn_directory_version", "Changes of the directory applied since start.", registry=registry
+        ),
+        ready=Gauge(
+            "cwn_worker_ready",
+            "1 once the worker has its partitions, its tables recovered and its directory read; "
+            "0 while it starts or rebalances.",
+            registry=registry,
         ),
         build=Info("cwn_build", "Version of the running pipeline.", registry=registry),
     )

@@ -83,7 +83,7 @@ def run_demo(base: Settings, options: DemoOptions, console: Console, quiet: bool
         ]
         try:
             for worker in workers:
-                worker.wait_serving()
+                worker.wait_ready()
             feed = SampleFeed(list(directory), max_message_bytes=settings.max_message_bytes)
             records = feed.records(options.alerts)
             say(f"Replaying {len(records)} sample records (30% duplicates, 1% bad) into the raw topic...")

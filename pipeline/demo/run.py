@@ -76,6 +76,15 @@ class Worker:
                 time.sleep(0.3)
         raise TimeoutError(f"worker {self.name} did not serve /metrics; see {self.log_path}")
 
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Wait until the worker reports ready: partitions assigned, tables recovered, directory read."""
+        self.wait_serving(timeout)
+        deadline = time.monotonic() + timeout
+        while self.scrape().get("cwn_worker_ready") != 1:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker {self.name} did not become ready; see {self.log_path}")
+            time.sleep(0.3)
+
     def scrape(self) -> dict[str, float]:
         """Current metric samples, keyed `name{label="value",...}` as Prometheus prints them."""
         with urllib.request.urlopen(self.metrics_url, timeout=5) as response:

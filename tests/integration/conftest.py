@@ -90,7 +90,7 @@ class Pipeline:
     def start_worker(self, name: str = "w0") -> Worker:
         worker = Worker(self.settings, name, free_port(), self.settings.state_dir / "logs").start()
         self.workers.append(worker)
-        worker.wait_serving()
+        worker.wait_ready()
         return worker
 
     def import_members(self, directory: Directory) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -146,6 +147,33 @@ def test_restart_mid_stream_keeps_dedup_state(settings: Settings, pipeline: Pipe
         ids_per_fingerprint.setdefault(alert["fingerprint"], set()).add(alert["id"])
     assert len(ids_per_fingerprint) == len(originals)
     assert all(len(ids) == 1 for ids in ids_per_fingerprint.values())
+
+
+def test_dedup_table_comes_back_from_its_changelog(settings: Settings, pipeline: Pipeline) -> None:
+    """A worker that lost its local state (a new node, an empty volume) rebuilds the dedup table
+    from the changelog: alerts it had seen before are still recognised as repeats."""
+    directory = Directory(generate_members(60, seed=4))
+    pipeline.import_members(directory)
+    feed = SampleFeed(list(directory), seed=21, duplicate_ratio=0.3, bad_ratio=0.0,
+                      max_message_bytes=settings.max_message_bytes)  # fmt: skip
+    first = feed.records(3000)
+    originals = sum(r.kind == "unique" for r in first)
+    worker = pipeline.start_worker("w0")
+    produce_feed(settings, first)
+    wait_settled(settings, [worker], directory, len(first), timeout=300)
+    deliveries_before = len(delivered(settings))
+    worker.stop()
+    pipeline.workers.remove(worker)
+    shutil.rmtree(worker.settings.data_dir)
+
+    again = pipeline.start_worker("w0")  # returns once the table is recovered
+    repeats = [FeedRecord(r.value, r.headers, "duplicate", r.serial) for r in first if r.kind == "unique"]
+    produce_feed(settings, repeats)
+    wait_until_quiet(settings, again, len(first) + len(repeats))
+
+    assert again.scrape()["cwn_duplicates_total"] == len(repeats)
+    assert count_records(settings, [settings.topic(UNIQUE)])[settings.topic(UNIQUE)] == originals
+    assert len(delivered(settings)) == deliveries_before
 
 
 def wait_until_quiet(settings: Settings, worker: Worker, ingested: int, timeout: float = 300) -> None:
