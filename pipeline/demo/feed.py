@@ -63,7 +63,11 @@ _INTEL = (
 
 
 class SampleFeed:
-    """Generates records for a directory; `records(n)` returns exactly n records."""
+    """Generates records for a directory; `records(n)` returns exactly n records.
+
+    Each call makes new alerts (duplicates repeat alerts of the same call), so a feed can be
+    replayed in rounds, as `cwn demo --follow` does.
+    """
 
     def __init__(
         self,
@@ -81,6 +85,7 @@ class SampleFeed:
         self.now = now or datetime.now(UTC)
         self.max_message_bytes = max_message_bytes
         self.serial_base = seed * 10_000_000
+        self._issued = 0  # unique alerts made so far: later calls continue, never repeat
 
     def records(self, count: int) -> list[FeedRecord]:
         bad = round(count * self.bad_ratio)
@@ -102,7 +107,8 @@ class SampleFeed:
         )
         for n, kind in enumerate(kinds):
             if kind == "unique":
-                serial = self.serial_base + len(originals)
+                serial = self.serial_base + self._issued
+                self._issued += 1
                 alert = self._alert(serial)
                 originals.append((serial, alert))
                 out.append(self._record(alert, "unique", serial))

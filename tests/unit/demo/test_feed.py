@@ -34,3 +34,15 @@ def test_feed_is_deterministic():
     a = SampleFeed(members, seed=3, now=NOW).records(50)
     b = SampleFeed(members, seed=3, now=NOW).records(50)
     assert [r.value for r in a] == [r.value for r in b]
+
+
+def test_later_rounds_bring_new_alerts():
+    feed = SampleFeed(generate_members(20), now=NOW, bad_ratio=0.0)
+    fingerprints = []
+    for _ in range(2):
+        round_ = set()
+        for record in feed.records(200):
+            (alert,) = normalise(record.value, dict(record.headers), Limits(512 * 1024), NOW)
+            round_.add(alert["fingerprint"])
+        fingerprints.append(round_)
+    assert not fingerprints[0] & fingerprints[1]
