@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 
 import orjson
@@ -92,8 +92,6 @@ def observe(
 
 def stamp(alert: Alert, seen: Seen) -> Alert:
     """Write the window's aggregation onto an alert that is about to be forwarded."""
-    from datetime import UTC
-
     alert["count"] = seen.count
     alert["first_seen"] = datetime.fromtimestamp(seen.first_us / _EPOCH_US, UTC)
     alert["last_seen"] = datetime.fromtimestamp(seen.last_us / _EPOCH_US, UTC)
