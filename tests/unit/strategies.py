@@ -12,6 +12,25 @@ from pipeline.directory import Constituency, Member, Subscription
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
+
+def alert_data(**changes: object) -> dict:
+    """The fields of a minimal valid alert (observed an hour before NOW), with changes on top."""
+    base = {
+        "time_observation": "2026-11-29T11:00:00Z",
+        "feed": {"provider": "cert", "name": "ids"},
+        "taxonomy": "intrusion-attempts",
+        "type": "exploit",
+    }
+    return base | changes
+
+
+def valid_alert(**changes: object) -> dict:
+    """A minimal alert built and checked as the pipeline would, as of NOW."""
+    from pipeline.alert import build_alert
+
+    return build_alert(alert_data(**changes), now=NOW)
+
+
 text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=40)
 times = st.integers(0, 300 * 24 * 3600 * 10**6).map(lambda us: NOW - timedelta(microseconds=us))
 ipv4 = st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n)))

@@ -5,18 +5,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.alert import Rejected, build_alert, canonical_ip, canonical_tlp
+from tests.unit.strategies import alert_data
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 
 
-def minimal(**changes):
-    base = {
-        "time_observation": "2026-11-29T11:00:00Z",
-        "feed": {"provider": "cert", "name": "ids"},
-        "taxonomy": "intrusion-attempts",
-        "type": "exploit",
-    }
-    return base | changes
+minimal = alert_data
 
 
 def test_minimal_alert_gets_defaults():

@@ -3,23 +3,17 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.alert import build_alert
 from pipeline.dedupe import Seen, Verdict, fingerprint, observe, stamp
+from tests.unit.strategies import valid_alert
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 WINDOW = 3600 * 10**6
 
 
 def alert(**changes):
-    base = {
-        "time_observation": "2026-11-29T11:00:00Z",
-        "feed": {"provider": "cert", "name": "ids"},
-        "taxonomy": "intrusion-attempts",
-        "type": "exploit",
-        "source": {"ip": "192.0.2.1", "port": 4444},
-        "identifier": "ET EXPLOIT x",
-    }
-    return build_alert(base | changes, now=NOW)
+    return valid_alert(
+        **({"source": {"ip": "192.0.2.1", "port": 4444}, "identifier": "ET EXPLOIT x"} | changes)
+    )
 
 
 def test_fingerprint_ignores_id_time_and_severity():

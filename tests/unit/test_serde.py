@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from pipeline.alert import load_schema
 from pipeline.serde import MAGIC, AvroCodec, SerdeError, alert_codec, from_json, to_json
-from tests.unit.strategies import alerts
+from tests.unit.strategies import alerts, valid_alert
 
 
 @given(alerts())
@@ -61,7 +61,7 @@ def test_older_schema_version_stays_readable():
     v2["fields"].append({"name": "campaign", "type": ["null", "string"], "default": None, "doc": "x"})
     writer_v2 = AvroCodec(v2)
     reader = AvroCodec(v1, readable=[v2])
-    alert = alert_codec().decode(alert_codec().encode(_minimal()))
+    alert = alert_codec().decode(alert_codec().encode(valid_alert()))
     assert reader.decode(writer_v2.encode(alert | {"campaign": "c"})) == alert
     # and a v2 reader reads v1 records, filling the new field's default
     reader_v2 = AvroCodec(v2, readable=[v1])
@@ -78,20 +78,6 @@ def test_json_output_is_rfc3339_and_parseable(alert):
 def test_bad_json_names_position():
     with pytest.raises(SerdeError, match="not valid JSON"):
         from_json(b"{nope")
-
-
-def _minimal() -> dict:
-    from pipeline.alert import build_alert
-
-    return build_alert(
-        {
-            "time_observation": "2026-11-29T10:00:00Z",
-            "feed": {"provider": "p", "name": "f"},
-            "taxonomy": "test",
-            "type": "test",
-        },
-        now=__import__("datetime").datetime(2026, 11, 29, 11, tzinfo=__import__("datetime").UTC),
-    )
 
 
 def test_schema_documents_every_field():

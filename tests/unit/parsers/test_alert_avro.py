@@ -4,26 +4,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.alert import Rejected, build_alert
+from pipeline.alert import Rejected
 from pipeline.parsers import ParseContext
 from pipeline.parsers.alert_avro import parse
 from pipeline.serde import alert_codec
+from tests.unit.strategies import valid_alert
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 CTX = ParseContext(feed="cert/ids", now=NOW)
 
 
 def valid() -> dict:
-    return build_alert(
-        {
-            "time_observation": "2026-11-29T11:00:00Z",
-            "feed": {"provider": "cert", "name": "ids"},
-            "taxonomy": "intrusion-attempts",
-            "type": "exploit",
-            "tlp": "GREEN",
-        },
-        now=NOW,
-    )
+    return valid_alert(tlp="GREEN")
 
 
 def test_valid_avro_parses():
