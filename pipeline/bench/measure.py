@@ -1,0 +1,156 @@
+"""What the benchmark measures with: record timestamps on topics, process CPU and memory.
+
+Throughput is read from the output topics, not from the clock of the code under test: a run's
+span is the time between the first and the last record its stage wrote (the producer's
+CreateTime, stamped when the record is produced), so every contender is timed the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from pipeline.kafka import make_reader
+from pipeline.settings import Settings
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """First and last record timestamps (seconds since the epoch) over some topics."""
+
+    first: float
+    last: float
+
+    @property
+    def seconds(self) -> float:
+        return max(self.last - self.first, 1e-3)
+
+
+def _partitions(consumer: Consumer, topics: Iterable[str]) -> list[tuple[TopicPartition, int, int]]:
+    """Every partition holding records, with its low and high watermark."""
+    metadata = consumer.list_topics(timeout=30).topics
+    found = []
+    for topic in topics:
+        for partition in metadata[topic].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+            if high > low:
+                found.append((TopicPartition(topic, partition), low, high))
+    return found
+
+
+def _one_each(consumer: Consumer, assignment: list[TopicPartition], timeout: float) -> list[float]:
+    """The timestamp of the record at each assigned offset (one record per partition)."""
+    consumer.assign(assignment)
+    wanted = {(tp.topic, tp.partition): tp.offset for tp in assignment}
+    stamps: list[float] = []
+    deadline = time.monotonic() + timeout
+    while wanted:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(wanted)} partitions did not return their record in time")
+        for message in consumer.consume(1000, timeout=1.0):
+            if message.error():
+                raise KafkaException(message.error())
+            key = (message.topic(), message.partition())
+            if wanted.get(key) == message.offset():
+                del wanted[key]
+                stamps.append(message.timestamp()[1] / 1000)
+                consumer.pause([TopicPartition(*key)])
+    return stamps
+
+
+def span(settings: Settings, first_of: Sequence[str], last_of: Sequence[str], timeout: float = 60.0) -> Span:
+    """From the earliest first record of `first_of` to the latest last record of `last_of`."""
+    firsts = _edge_stamps(settings, first_of, first=True, timeout=timeout)
+    lasts = _edge_stamps(settings, last_of, first=False, timeout=timeout)
+    if not firsts or not lasts:
+        raise ValueError("no records to time: the stage wrote nothing")
+    return Span(min(firsts), max(lasts))
+
+
+def _edge_stamps(settings: Settings, topics: Sequence[str], first: bool, timeout: float) -> list[float]:
+    # A fresh consumer each time: librdkafka keeps a partition paused across assignments.
+    consumer = make_reader(settings, **{"enable.partition.eof": False})
+    try:
+        edges = [
+            TopicPartition(tp.topic, tp.partition, low if first else high - 1)
+            for tp, low, high in _partitions(consumer, topics)
+        ]
+        return _one_each(consumer, edges, timeout)
+    finally:
+        consumer.close()
+
+
+def end_offsets(settings: Settings, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+    """The high watermark of every partition of `topics`: where records written next will start."""
+    consumer = make_reader(settings)
+    try:
+        metadata = consumer.list_topics(timeout=30).topics
+        offsets = {}
+        for topic in topics:
+            for partition in metadata[topic].partitions:
+                _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+                offsets[(topic, partition)] = high
+        return offsets
+    finally:
+        consumer.close()
+
+
+def arrivals_since(
+    settings: Settings, start: dict[tuple[str, int], int], timeout: float = 120.0
+) -> list[tuple[bytes, float]]:
+    """(key, timestamp in seconds) of every record written after the `start` offsets."""
+    consumer = make_reader(settings)
+    try:
+        ends = end_offsets(settings, sorted({t for t, _ in start}))
+        pending = {tp for tp, high in ends.items() if high > start.get(tp, 0)}
+        consumer.assign([TopicPartition(t, p, start.get((t, p), 0)) for t, p in pending])
+        found: list[tuple[bytes, float]] = []
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {len(pending)} partitions did not reach their end")
+            for message in consumer.consume(10_000, timeout=1.0):
+                if message.error():
+                    if message.error().code() == -191:  # _PARTITION_EOF
+                        pending.discard((message.topic(), message.partition()))
+                        continue
+                    raise KafkaException(message.error())
+                found.append((message.key() or b"", message.timestamp()[1] / 1000))
+        return found
+    finally:
+        consumer.close()
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) by the nearest-rank method; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(round(q / 100 * len(ordered), 9)))  # round: 99.9/100*1000 > 999
+    return ordered[rank - 1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The highest resident set size the process has had (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError(f"no VmHWM for process {pid}")
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

@@ -1,0 +1,262 @@
+"""`cwn bench`: the pipeline against raw Kafka pass-through, in one run, on one broker.
+
+Every figure is taken in the same run as its baseline, so that ratios stay meaningful on a
+shared, noisy machine. The corpus is the sample feed in Avro only (about 500 bytes per alert,
+20% duplicates, no bad records) for a directory of 1,152 members: about 60% inside alerts for
+one member, 40% sector intelligence at TLP:GREEN that fans out to the members subscribed.
+
+Throughput is records over the span between the first and the last record written (see
+`measure`). Latency is open-loop: records are sent on a fixed schedule at a share of the
+measured pipeline throughput, whatever the pipeline does, and each delivery's latency is its
+member-topic timestamp minus the moment its alert was sent.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.bench import measure
+from pipeline.bench.passthrough import aiokafka_passthrough, confluent_passthrough
+from pipeline.control import publish_members
+from pipeline.demo.feed import FeedRecord, SampleFeed
+from pipeline.demo.main import free_port, local_broker
+from pipeline.demo.run import (
+    Worker,
+    cleanup_namespace,
+    member_topics,
+    produce_feed,
+    remove_state,
+    wait_settled,
+)
+from pipeline.directory import Directory, generate_members
+from pipeline.kafka import count_records, ensure_topics, make_producer
+from pipeline.settings import Settings
+from pipeline.topics import NORMALISED, RAW, TopicSpec, pipeline_topics
+
+BENCH_PREFIX = "bench-"
+SOURCE, TARGET = "bench.source", "bench.target"
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    alerts: int = 50_000
+    members: int = 1152
+    duplicate_ratio: float = 0.2
+    latency_seconds: float = 10.0
+    loads: tuple[float, ...] = (0.25, 0.5, 0.8)
+    state_keys: int = 1_000_000
+    timeout: float = 900.0
+
+
+def corpus(directory: Directory, count: int, duplicate_ratio: float, seed: int = 11) -> SampleFeed:
+    return SampleFeed(
+        list(directory), seed=seed, duplicate_ratio=duplicate_ratio, bad_ratio=0.0, avro_share=1.0
+    )
+
+
+def _wait_count(settings: Settings, topic: str, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while count_records(settings, [topic])[topic] < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{topic} did not reach {count} records in {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def _own_span(settings: Settings, topic: str) -> measure.Span:
+    return measure.span(settings, [topic], [topic])
+
+
+def _rate(count: int, span: measure.Span) -> float:
+    return round(count / span.seconds, 1)
+
+
+def passthroughs(
+    settings: Settings, records: Sequence[FeedRecord], say: Say, timeout: float
+) -> dict[str, float]:
+    """records/s of the three byte pass-throughs over the same preloaded source topic."""
+    source = settings.topic(SOURCE)
+    targets = {name: settings.topic(f"{TARGET}.{name}") for name in ("confluent", "aiokafka", "faust")}
+    ensure_topics(settings, [TopicSpec(t, settings.partitions) for t in (source, *targets.values())])
+    produce_feed(settings, records, topic=source)
+    count = len(records)
+    rates = {}
+    say(f"raw_confluent: forwarding {count} records...")
+    confluent_passthrough(settings, source, targets["confluent"], count, f"{settings.group_id}.confluent")
+    rates["raw_confluent"] = _rate(count, _own_span(settings, targets["confluent"]))
+    say(f"raw_aiokafka: forwarding {count} records...")
+    aiokafka_passthrough(settings, source, targets["aiokafka"], count, f"{settings.group_id}.aiokafka")
+    rates["raw_aiokafka"] = _rate(count, _own_span(settings, targets["aiokafka"]))
+    say(f"faust_passthrough: forwarding {count} records...")
+    log_path = settings.state_dir / "logs" / f"faust-passthrough-{settings.namespace}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cwn-bench-faust-") as data_dir, log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.bench.passthrough", settings.bootstrap, source,
+             targets["faust"], f"{settings.group_id}.faust", data_dir],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            _wait_count(settings, targets["faust"], count, timeout)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    rates["faust_passthrough"] = _rate(count, _own_span(settings, targets["faust"]))
+    return rates
+
+
+def pipeline_run(
+    settings: Settings, worker: Worker, directory: Directory, records: Sequence[FeedRecord], timeout: float
+) -> dict[str, Any]:
+    """Alerts/s and deliveries/s through the whole pipeline, and the worker's CPU per alert."""
+    assert worker.process is not None
+    pid = worker.process.pid
+    cpu_before = measure.cpu_seconds(pid)
+    produced = produce_feed(settings, records)
+    counts = wait_settled(settings, [worker], directory, produced, timeout)
+    if counts.lost or not counts.settled():
+        raise RuntimeError(f"the pipeline did not account for every record: {counts.as_dict()}")
+    cpu = measure.cpu_seconds(pid) - cpu_before
+    timing = measure.span(settings, [settings.topic(NORMALISED)], member_topics(settings))
+    return {
+        "alerts_per_s": _rate(produced, timing),
+        "deliveries_per_s": _rate(counts.deliveries, timing),
+        "alerts": produced,
+        "deliveries": counts.deliveries,
+        "seconds": round(timing.seconds, 2),
+        "cpu_seconds_per_1000_alerts": round(cpu / produced * 1000, 3),
+        "counts": counts.as_dict(),
+    }
+
+
+def open_loop(settings: Settings, records: Sequence[FeedRecord], rate: float) -> dict[str, float]:
+    """Send records at `rate` per second on a fixed schedule; returns each alert id's send time."""
+    producer = make_producer(settings)
+    topic = settings.topic(RAW)
+    sent: dict[str, float] = {}
+    started = time.monotonic()
+    for n, record in enumerate(records):
+        delay = started + n / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        sent[record.alert_id] = time.time()
+        producer.produce(topic, value=record.value, headers=list(record.headers))
+        producer.poll(0)
+    while producer.flush(1.0):
+        pass
+    return sent
+
+
+def latency_at(
+    settings: Settings, worker: Worker, directory: Directory, feed: SampleFeed, rate: float, seconds: float,
+    already: int, timeout: float,
+) -> dict[str, Any]:  # fmt: skip
+    """Delivery latency percentiles (ms) under an open-loop load of `rate` alerts/s."""
+    topics = member_topics(settings)
+    start = measure.end_offsets(settings, topics)
+    records = feed.records(max(1, round(rate * seconds)))
+    sent = open_loop(settings, records, rate)
+    counts = wait_settled(settings, [worker], directory, already + len(records), timeout)
+    if counts.lost or not counts.settled():
+        raise RuntimeError(f"the pipeline did not account for every record: {counts.as_dict()}")
+    latencies = [
+        (stamp - sent[key.decode()]) * 1000
+        for key, stamp in measure.arrivals_since(settings, start)
+        if key.decode() in sent
+    ]
+    return {
+        "alerts": len(records),
+        "rate": round(rate, 1),
+        "deliveries": len(latencies),
+        "p50": round(measure.percentile(latencies, 50), 1),
+        "p99": round(measure.percentile(latencies, 99), 1),
+        "p99.9": round(measure.percentile(latencies, 99.9), 1),
+    }
+
+
+def dedup_state_bytes(keys: int) -> int:
+    """Bytes on disk of a Faust RocksDB table holding `keys` fingerprints with their window."""
+    from faust.stores.rocksdb import RocksDBOptions
+
+    from pipeline.dedupe import Seen
+
+    with tempfile.TemporaryDirectory(prefix="cwn-bench-state-") as folder:
+        path = Path(folder) / "dedupe.db"
+        db = RocksDBOptions(use_rocksdict=True).open(path)
+        now = int(time.time() * 1_000_000)
+        for n in range(keys):
+            db[f"{n:032x}".encode()] = Seen(now, now + n, 1 + n % 5, (n % 4, n)).to_bytes()
+        db.flush()
+        db.close()
+        return measure.directory_bytes(path)
+
+
+def run_bench(base: Settings, options: BenchOptions, say: Say) -> dict[str, Any]:
+    """Run every measurement and return the result object `cwn bench --json` prints."""
+    settings = base.model_copy(update={"namespace": base.namespace or f"{BENCH_PREFIX}{int(time.time())}"})
+    directory = Directory(generate_members(options.members))
+    feed = corpus(directory, options.alerts, options.duplicate_ratio)
+    records = feed.records(options.alerts)
+    result: dict[str, Any] = {
+        "corpus": {
+            "alerts": len(records),
+            "mean_bytes": round(sum(len(r.value) for r in records) / len(records)),
+            "duplicate_ratio": options.duplicate_ratio,
+            "members": len(directory),
+            "partitions": settings.partitions,
+            "batch_size": settings.batch_size,
+        }
+    }
+    with local_broker(settings, say):
+        if settings.namespace.startswith(BENCH_PREFIX):
+            cleanup_namespace(settings, BENCH_PREFIX)
+        try:
+            result |= passthroughs(settings, records, say, options.timeout)
+            ensure_topics(settings, pipeline_topics(settings))
+            say(f"Importing {len(directory)} members...")
+            publish_members(settings, directory)
+            worker = Worker(settings, "bench", free_port(), settings.state_dir / "logs").start()
+            try:
+                worker.wait_ready()
+                say(f"pipeline: {len(records)} alerts...")
+                result["pipeline"] = pipeline_run(settings, worker, directory, records, options.timeout)
+                throughput = result["pipeline"]["alerts_per_s"]
+                ingested = len(records)
+                latency = {}
+                for load in options.loads:
+                    say(f"latency at {load:.0%} of {throughput} alerts/s for {options.latency_seconds}s...")
+                    level = latency_at(
+                        settings, worker, directory, feed, throughput * load, options.latency_seconds,
+                        ingested, options.timeout,
+                    )  # fmt: skip
+                    ingested += level.pop("alerts")
+                    latency[f"{round(load * 100)}%"] = level
+                result["latency_ms"] = latency
+                assert worker.process is not None
+                result["peak_rss_bytes"] = {"pipeline_worker": measure.peak_rss_bytes(worker.process.pid)}
+            finally:
+                worker.stop()
+                remove_state(worker)
+        finally:
+            cleanup_namespace(settings, settings.namespace + ".")
+    say(f"dedup state: writing {options.state_keys} keys...")
+    state = dedup_state_bytes(options.state_keys)
+    result["dedup_state_bytes_per_1m_keys"] = round(state * 1_000_000 / max(options.state_keys, 1))
+    result["pipeline_eos"] = None
+    result["r_pipeline"] = round(result["pipeline"]["alerts_per_s"] / result["raw_confluent"], 3)
+    result["r_framework"] = round(result["faust_passthrough"] / result["raw_aiokafka"], 3)
+    result["r_eos"] = None
+    return result

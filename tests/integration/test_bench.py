@@ -1,0 +1,40 @@
+"""`cwn bench --json` end to end on the real broker: every figure present, counts balanced."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from pipeline.settings import Settings
+from tests.integration.test_cli import cwn
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_reports_every_figure(settings: Settings) -> None:
+    result = cwn(
+        settings.model_copy(update={"namespace": ""}),
+        "bench", "--json", "--alerts", "1500", "--latency-seconds", "1", "--state-keys", "20000",
+        timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    report = orjson.loads(result.stdout)
+    assert report["corpus"]["alerts"] == 1500 and report["corpus"]["members"] == 1152
+    for baseline in ("raw_confluent", "raw_aiokafka", "faust_passthrough"):
+        assert report[baseline] > 0
+    pipeline = report["pipeline"]
+    counts = pipeline["counts"]
+    assert counts["lost"] == 0 and counts["ingested"] == 1500
+    assert counts["duplicates"] == 300 and counts["unique"] == 1200
+    assert pipeline["deliveries"] == counts["expected_deliveries"] > counts["unique"]
+    assert pipeline["alerts_per_s"] > 0 and pipeline["cpu_seconds_per_1000_alerts"] > 0
+    assert set(report["latency_ms"]) == {"25%", "50%", "80%"}
+    for level in report["latency_ms"].values():
+        assert level["deliveries"] > 0
+        assert 0 < level["p50"] <= level["p99"] <= level["p99.9"]
+    assert report["peak_rss_bytes"]["pipeline_worker"] > 0
+    assert report["dedup_state_bytes_per_1m_keys"] > 0
+    assert report["r_pipeline"] == pytest.approx(pipeline["alerts_per_s"] / report["raw_confluent"], abs=1e-3)
+    assert report["r_framework"] == pytest.approx(
+        report["faust_passthrough"] / report["raw_aiokafka"], abs=1e-3
+    )
