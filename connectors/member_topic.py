@@ -8,15 +8,15 @@ The topic is readable by that member alone, so its ceiling is RED.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from connectors.core import Delivery, Outcome, Result, refuse_above_ceiling
 from pipeline.serde import alert_codec, to_json
 
-#: send(topic, key, value, headers) -> awaitable acknowledgement.
-SendFn = Callable[[str, bytes, bytes, list[tuple[str, bytes]]], Awaitable[Awaitable[Any]]]
+Record = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
+#: send_batch(records) -> awaitable that resolves to the (topic, key) pairs the broker refused.
+SendBatchFn = Callable[[list[Record]], Awaitable[Awaitable[list[Any]]]]
 
 
 def member_view(alert: dict[str, Any], member_id: str) -> dict[str, Any]:
@@ -28,30 +28,45 @@ def member_view(alert: dict[str, Any], member_id: str) -> dict[str, Any]:
     return view
 
 
-def encode(delivery: Delivery, fmt: str) -> tuple[bytes, list[tuple[str, bytes]]]:
-    view = member_view(delivery.alert, delivery.member_id)
+def _named(alert: dict[str, Any], member_id: str) -> bool:
+    return member_id in alert.get("members_inside", ()) or member_id in alert.get("recipients", ())
+
+
+def encode_value(alert: dict[str, Any], member_id: str, fmt: str) -> tuple[bytes, bytes]:
+    """The member's view of the alert in its format, and the content type."""
+    view = member_view(alert, member_id)
     if fmt == "avro":
-        value, content_type = alert_codec().encode(view), b"application/vnd.apache.avro"
-    else:
-        value, content_type = to_json(view), b"application/json"
-    headers = [
+        return alert_codec().encode(view), b"application/vnd.apache.avro"
+    return to_json(view), b"application/json"
+
+
+def encode(delivery: Delivery, fmt: str) -> tuple[bytes, list[tuple[str, bytes]]]:
+    value, content_type = encode_value(delivery.alert, delivery.member_id, fmt)
+    return value, _headers(delivery, content_type)
+
+
+def _headers(delivery: Delivery, content_type: bytes) -> list[tuple[str, bytes]]:
+    return [
         ("cwn.idempotency-key", delivery.key.encode()),
         ("cwn.rule", delivery.rule.encode()),
         ("content-type", content_type),
     ]
-    return value, headers
 
 
 class MemberTopicConnector:
-    """Writes deliveries to member topics through an async producer; RED-capable."""
+    """Writes deliveries to member topics through an async producer; RED-capable.
+
+    Members not named in an alert (neither inside nor recipient) all see the same view of it,
+    so that view is encoded once per alert and format, however many members it fans out to.
+    """
 
     name = "member-topic"
     tlp_ceiling = "RED"
 
     def __init__(
-        self, send: SendFn, topic_for: Callable[[str], str], format_for: Callable[[str], str]
+        self, send_batch: SendBatchFn, topic_for: Callable[[str], str], format_for: Callable[[str], str]
     ) -> None:
-        self._send = send
+        self._send_batch = send_batch
         self._topic_for = topic_for
         self._format_for = format_for
         self._sent = 0
@@ -63,27 +78,37 @@ class MemberTopicConnector:
     async def send_batch(self, batch: Sequence[Delivery]) -> list[Result]:
         """Send every delivery, then wait for all acknowledgements; one result per delivery."""
         results: list[Result | None] = [None] * len(batch)
-        pending: list[tuple[int, Awaitable[Any]]] = []
+        records: list[Record] = []
+        sent: dict[tuple[str, bytes], list[int]] = {}
+        shared: dict[tuple[int, str], tuple[bytes, bytes]] = {}
         for i, delivery in enumerate(batch):
             refused = refuse_above_ceiling(delivery, self.tlp_ceiling)
             if refused:
                 results[i] = refused
                 continue
-            value, headers = encode(delivery, self._format_for(delivery.member_id))
-            topic = self._topic_for(delivery.member_id)
-            try:
-                pending.append(
-                    (i, await self._send(topic, str(delivery.alert["id"]).encode(), value, headers))
-                )
-            except Exception as exc:  # noqa: BLE001 - classified as retriable, reported per item
-                results[i] = Result(Outcome.RETRY, f"send failed: {exc}")
-        acks = await asyncio.gather(*(ack for _, ack in pending), return_exceptions=True)
-        for (i, _), ack in zip(pending, acks, strict=True):
-            if isinstance(ack, BaseException):
-                results[i] = Result(Outcome.RETRY, f"not acknowledged: {ack}")
+            alert, member_id = delivery.alert, delivery.member_id
+            fmt = self._format_for(member_id)
+            if _named(alert, member_id):
+                value, content_type = encode_value(alert, member_id, fmt)
             else:
-                results[i] = Result(Outcome.DELIVERED)
-        done = [r for r in results if r is not None]
+                cache_key = (id(alert), fmt)
+                if cache_key not in shared:
+                    shared[cache_key] = encode_value(alert, member_id, fmt)
+                value, content_type = shared[cache_key]
+            topic, key = self._topic_for(member_id), str(alert["id"]).encode()
+            sent.setdefault((topic, key), []).append(i)
+            records.append((topic, key, value, _headers(delivery, content_type)))
+        try:
+            refusals = await (await self._send_batch(records))
+        except Exception as exc:  # noqa: BLE001 - classified as retriable, reported per item
+            refusals = []
+            for indices in sent.values():
+                for i in indices:
+                    results[i] = Result(Outcome.RETRY, f"send failed: {exc}")
+        for refusal in refusals:
+            for i in sent[(refusal.topic, refusal.key)]:
+                results[i] = Result(Outcome.RETRY, f"not acknowledged: {refusal.error}")
+        done = [r if r is not None else Result(Outcome.DELIVERED) for r in results]
         self._sent += sum(r.outcome is Outcome.DELIVERED for r in done)
         self._failed += sum(r.outcome is not Outcome.DELIVERED for r in done)
         return done

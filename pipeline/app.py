@@ -1,4 +1,4 @@
-"""Wires the Faust app: topics, the dedup table and the four agents. No logic lives here."""
+"""Wires the Faust app: topics, the dedup table and the two agents. No logic lives here."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from typing import Any
 
 import faust
 
-from pipeline import agents, diagnostics
+from pipeline import agents, diagnostics, faust_transport
 from pipeline.control import DirectoryView
 from pipeline.metrics import Metrics
 from pipeline.producer import AsyncProducer
 from pipeline.settings import Settings
-from pipeline.topics import ENRICHED, NORMALISED, RAW, UNIQUE
+from pipeline.topics import NORMALISED, RAW
 
 
 def create_app(
@@ -23,8 +23,9 @@ def create_app(
     Faust's own producer writes only the dedup table's changelog; the agents write through
     `producer` (see `pipeline.producer` for why).
     """
-    app = faust.App(
+    app = faust_transport.App(
         settings.group_id,
+        fetch_wait_ms=settings.fetch_wait_ms,
         broker=f"kafka://{settings.bootstrap}",
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         datadir=str(settings.data_dir),
@@ -65,9 +66,7 @@ def create_app(
         recovered = app.tables.recovery.completed.is_set() and not getattr(app, "in_recovery", False)
         metrics.ready.set(1 if recovered and directory.wait_ready(0) else 0)
 
-    ctx = agents.StageContext(settings, metrics, directory, producer.send)
+    ctx = agents.StageContext(settings, metrics, directory, producer.send_batch)
     app.agent(topic(RAW), name="normalise")(agents.normalise_agent(ctx))
-    app.agent(topic(NORMALISED), name="dedupe")(agents.dedupe_agent(ctx, dedup_table))
-    app.agent(topic(UNIQUE), name="enrich")(agents.enrich_agent(ctx))
-    app.agent(topic(ENRICHED), name="route")(agents.route_agent(ctx))
+    app.agent(topic(NORMALISED), name="dispatch")(agents.dispatch_agent(ctx, dedup_table))
     return app

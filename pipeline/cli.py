@@ -163,7 +163,7 @@ def members_list(
 
 @app.command()
 def worker() -> None:
-    """Run one pipeline worker (all four agents) until SIGTERM or Ctrl-C."""
+    """Run one pipeline worker (all its agents) until SIGTERM or Ctrl-C."""
     from pipeline.worker import run_worker
 
     run_worker(settings())

@@ -1,9 +1,11 @@
 """An asyncio face on the confluent-kafka producer, for the agents' outputs.
 
-`send` queues a record and returns a future that resolves when the broker has acknowledged it
-(acks=all, idempotent) or fails with the delivery error. A background thread serves the
-client's delivery reports. When the client's queue is full, `send` waits instead of failing:
-that is the back-pressure that slows a stage down rather than losing records.
+`send_batch` queues records and returns a future that resolves, once the broker has answered
+for every one of them (acks=all, idempotent), to the list of those it refused: empty when all
+were written. The client's delivery reports are served by a background thread, and the event
+loop is woken once per batch rather than once per record. When the client's queue is full,
+`send_batch` waits instead of failing: that is the back-pressure that slows a stage down
+rather than losing records.
 
 Agents write through this rather than through Faust's aiokafka producer, whose metadata
 tracking narrows to the newest topic it sends to and then stalls writes to older ones; the
@@ -14,12 +16,69 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka import KafkaError, Message
 
 from pipeline.kafka import make_producer
 from pipeline.settings import Settings
+
+Headers = list[tuple[str, bytes]]
+Record = tuple[str, bytes | None, bytes | None, Headers]
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A record the broker did not acknowledge: its topic and key, and the client's error."""
+
+    topic: str
+    key: bytes | None
+    error: KafkaError
+
+
+class _Acks:
+    """Counts a batch's outstanding acknowledgements; resolves its future at zero.
+
+    The count starts at one for the batch itself, so the future cannot resolve while records
+    are still being queued; `seal` gives that one back.
+    """
+
+    __slots__ = ("_future", "_lock", "_loop", "_pending", "refused")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._future: asyncio.Future[list[Refused]] = loop.create_future()
+        self._lock = threading.Lock()
+        self._pending = 1
+        self.refused: list[Refused] = []
+
+    def expect(self) -> None:
+        with self._lock:
+            self._pending += 1
+
+    def report(self, error: KafkaError | None, message: Message) -> None:
+        """Delivery report callback, on the producer's report thread."""
+        if error is not None:
+            self.refused.append(Refused(message.topic(), message.key(), error))
+        self._done()
+
+    def seal(self) -> asyncio.Future[list[Refused]]:
+        self._done()
+        return self._future
+
+    def _done(self) -> None:
+        with self._lock:
+            self._pending -= 1
+            finished = self._pending == 0
+        if finished:
+            self._loop.call_soon_threadsafe(_resolve, self._future, self.refused)
+
+
+def _resolve(future: asyncio.Future[list[Refused]], refused: list[Refused]) -> None:
+    if not future.done():
+        future.set_result(refused)
 
 
 class AsyncProducer:
@@ -28,7 +87,7 @@ class AsyncProducer:
     def __init__(self, settings: Settings, **overrides: Any) -> None:
         self._producer = make_producer(
             settings,
-            **{"linger.ms": 5, "batch.size": 512 * 1024, "queue.buffering.max.messages": 200_000} | overrides,
+            **{"linger.ms": 5, "batch.size": 512 * 1024, "queue.buffering.max.messages": 500_000} | overrides,
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve_reports, name="producer-reports", daemon=True)
@@ -38,24 +97,19 @@ class AsyncProducer:
         while not self._stop.is_set():
             self._producer.poll(0.05)
 
-    async def send(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None
-    ) -> asyncio.Future[Message]:
-        """Queue one record; the returned future completes with its acknowledgement."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Message] = loop.create_future()
-
-        def report(error: KafkaError | None, message: Message) -> None:
-            loop.call_soon_threadsafe(_settle, future, error, message)
-
-        while True:
-            try:
-                self._producer.produce(
-                    topic, value=value, key=key, headers=headers or None, on_delivery=report
-                )
-                return future
-            except BufferError:
-                await asyncio.sleep(0.005)
+    async def send_batch(self, records: Iterable[Record]) -> asyncio.Future[list[Refused]]:
+        """Queue records; the returned future resolves to the refused ones once all are answered."""
+        acks = _Acks(asyncio.get_running_loop())
+        produce = self._producer.produce
+        for topic, key, value, headers in records:
+            acks.expect()
+            while True:
+                try:
+                    produce(topic, value, key, headers=headers or None, on_delivery=acks.report)
+                    break
+                except BufferError:
+                    await asyncio.sleep(0.005)
+        return acks.seal()
 
     def close(self, timeout: float = 30.0) -> int:
         """Deliver what is queued, then stop; returns how many records were still undelivered."""
@@ -63,12 +117,3 @@ class AsyncProducer:
         self._stop.set()
         self._thread.join(timeout=5)
         return remaining
-
-
-def _settle(future: asyncio.Future[Message], error: KafkaError | None, message: Message) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(KafkaException(error))
-    else:
-        future.set_result(message)

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=500, ge=1, le=100_000, description="Records per agent batch.")
     batch_seconds: float = Field(default=0.05, gt=0, le=10, description="Longest batch wait.")
+    fetch_wait_ms: int = Field(
+        default=20, ge=1, le=5000, description="Longest time the broker may hold a worker's fetch."
+    )
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 disables /metrics.")
     log_level: Literal["debug", "info", "warn", "error"] = "warn"
 

@@ -8,7 +8,6 @@ from pipeline.settings import Settings
 
 RAW = "cwn.alerts.raw"
 NORMALISED = "cwn.alerts.normalised"
-UNIQUE = "cwn.alerts.unique"
 ENRICHED = "cwn.alerts.enriched"
 DEADLETTER = "cwn.deadletter"
 MEMBERS = "cwn.members"
@@ -45,7 +44,6 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(settings.topic(RAW), p, data),
         TopicSpec(settings.topic(NORMALISED), p, data),
-        TopicSpec(settings.topic(UNIQUE), p, data),
         TopicSpec(settings.topic(ENRICHED), p, data),
         TopicSpec(settings.topic(DEADLETTER), p, month),
         TopicSpec(settings.topic(RECEIPTS), p, data),

@@ -29,7 +29,7 @@ from pipeline.kafka import count_records, delete_topics, list_topics, make_produ
 from pipeline.routing import RoutingIndex, route
 from pipeline.serde import alert_codec
 from pipeline.settings import Settings
-from pipeline.topics import DEADLETTER, ENRICHED, NORMALISED, RAW, UNIQUE, member_topic_prefix
+from pipeline.topics import DEADLETTER, ENRICHED, NORMALISED, RAW, member_topic_prefix
 
 
 class Worker:
@@ -182,7 +182,7 @@ def member_topics(settings: Settings) -> list[str]:
 
 def snapshot(settings: Settings, workers: Sequence[Worker], topics: list[str]) -> Counts:
     """Counts from the broker's offsets and the workers' metrics (cheap; polled while running)."""
-    names = {k: settings.topic(k) for k in (RAW, NORMALISED, DEADLETTER, UNIQUE, ENRICHED)}
+    names = {k: settings.topic(k) for k in (RAW, NORMALISED, DEADLETTER, ENRICHED)}
     counts = count_records(settings, [*names.values(), *topics])
     metrics: dict[str, float] = {}
     for worker in workers:
@@ -193,7 +193,7 @@ def snapshot(settings: Settings, workers: Sequence[Worker], topics: list[str]) -
         normalised=counts[names[NORMALISED]],
         deadlettered=counts[names[DEADLETTER]],
         duplicates=int(metrics.get("cwn_duplicates_total", 0)),
-        unique=counts[names[UNIQUE]],
+        unique=counts[names[ENRICHED]],  # each first sighting is written once, enriched
         enriched=counts[names[ENRICHED]],
         route_read=int(metrics.get('cwn_records_in_total{stage="route"}', 0)),
         routed=int(metrics.get('cwn_records_out_total{stage="route"}', 0)),

@@ -20,7 +20,7 @@ from pipeline.normalise import Limits, normalise
 from pipeline.routing import RoutingIndex, route
 from pipeline.serde import alert_codec
 from pipeline.settings import Settings
-from pipeline.topics import DEADLETTER, NORMALISED, RAW, UNIQUE
+from pipeline.topics import DEADLETTER, ENRICHED, NORMALISED, RAW
 from tests.integration.conftest import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -142,7 +142,7 @@ def test_restart_mid_stream_keeps_dedup_state(settings: Settings, pipeline: Pipe
     assert all(len(ids) == 1 for ids in ids_per_pair.values()), "a deduplicated alert was sent again"
 
     ids_per_fingerprint: dict[str, set[str]] = {}
-    for message in read_topics(settings, [settings.topic(UNIQUE)]):
+    for message in read_topics(settings, [settings.topic(ENRICHED)]):
         alert = alert_codec().decode(message.value())
         ids_per_fingerprint.setdefault(alert["fingerprint"], set()).add(alert["id"])
     assert len(ids_per_fingerprint) == len(originals)
@@ -172,13 +172,13 @@ def test_dedup_table_comes_back_from_its_changelog(settings: Settings, pipeline:
     wait_until_quiet(settings, again, len(first) + len(repeats))
 
     assert again.scrape()["cwn_duplicates_total"] == len(repeats)
-    assert count_records(settings, [settings.topic(UNIQUE)])[settings.topic(UNIQUE)] == originals
+    assert count_records(settings, [settings.topic(ENRICHED)])[settings.topic(ENRICHED)] == originals
     assert len(delivered(settings)) == deliveries_before
 
 
 def wait_until_quiet(settings: Settings, worker: Worker, ingested: int, timeout: float = 300) -> None:
     """Wait until every raw record is normalised and no stage's counters move for three seconds."""
-    topics = [settings.topic(RAW), settings.topic(NORMALISED), settings.topic(UNIQUE)]
+    topics = [settings.topic(RAW), settings.topic(NORMALISED), settings.topic(ENRICHED)]
     deadline = time.monotonic() + timeout
     previous, quiet = None, 0
     while quiet < 3:
