@@ -48,7 +48,7 @@ class Settings(BaseSettings):
         default="AMBER", description="TLP applied to an alert that carries no label."
     )
     batch_size: int = Field(default=500, ge=1, le=100_000, description="Records per agent batch.")
-    batch_seconds: float = Field(default=0.05, gt=0, le=10, description="Longest batch wait.")
+    batch_seconds: float = Field(default=0.01, gt=0, le=10, description="Longest batch wait.")
     fetch_wait_ms: int = Field(
         default=20, ge=1, le=5000, description="Longest time the broker may hold a worker's fetch."
     )
