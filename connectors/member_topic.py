@@ -19,6 +19,9 @@ Record = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
 SendBatchFn = Callable[[list[Record]], Awaitable[Awaitable[list[Any]]]]
 
 
+_DELIVERED = Result(Outcome.DELIVERED)
+
+
 def member_view(alert: dict[str, Any], member_id: str) -> dict[str, Any]:
     """The alert as one member may see it: no other member's id, no partner's raw bytes."""
     view = dict(alert)
@@ -68,6 +71,7 @@ class MemberTopicConnector:
     ) -> None:
         self._send_batch = send_batch
         self._topic_for = topic_for
+        self._topics: dict[str, str] = {}
         self._format_for = format_for
         self._sent = 0
         self._failed = 0
@@ -80,14 +84,25 @@ class MemberTopicConnector:
         results: list[Result | None] = [None] * len(batch)
         records: list[Record] = []
         sent: dict[tuple[str, bytes], list[int]] = {}
+        # Per alert, per member and per rule work is done once per batch, not per delivery:
+        # an alert reaches about fifty members.
+        per_alert: dict[int, tuple[Result | None, bytes]] = {}
         shared: dict[tuple[int, str], tuple[bytes, bytes]] = {}
+        formats: dict[str, str] = {}
+        rules: dict[str, bytes] = {}
         for i, delivery in enumerate(batch):
-            refused = refuse_above_ceiling(delivery, self.tlp_ceiling)
+            alert, member_id = delivery.alert, delivery.member_id
+            facts = per_alert.get(id(alert))
+            if facts is None:
+                facts = per_alert[id(alert)] = (
+                    refuse_above_ceiling(delivery, self.tlp_ceiling),
+                    str(alert["id"]).encode(),
+                )
+            refused, key = facts
             if refused:
                 results[i] = refused
                 continue
-            alert, member_id = delivery.alert, delivery.member_id
-            fmt = self._format_for(member_id)
+            fmt = formats.get(member_id) or formats.setdefault(member_id, self._format_for(member_id))
             if _named(alert, member_id):
                 value, content_type = encode_value(alert, member_id, fmt)
             else:
@@ -95,9 +110,15 @@ class MemberTopicConnector:
                 if cache_key not in shared:
                     shared[cache_key] = encode_value(alert, member_id, fmt)
                 value, content_type = shared[cache_key]
-            topic, key = self._topic_for(member_id), str(alert["id"]).encode()
+            topic = self._topic(member_id)
+            rule = rules.get(delivery.rule) or rules.setdefault(delivery.rule, delivery.rule.encode())
+            headers = [
+                ("cwn.idempotency-key", b"%s:%s" % (key, member_id.encode())),
+                ("cwn.rule", rule),
+                ("content-type", content_type),
+            ]
             sent.setdefault((topic, key), []).append(i)
-            records.append((topic, key, value, _headers(delivery, content_type)))
+            records.append((topic, key, value, headers))
         try:
             refusals = await (await self._send_batch(records))
         except Exception as exc:  # noqa: BLE001 - classified as retriable, reported per item
@@ -108,10 +129,17 @@ class MemberTopicConnector:
         for refusal in refusals:
             for i in sent[(refusal.topic, refusal.key)]:
                 results[i] = Result(Outcome.RETRY, f"not acknowledged: {refusal.error}")
-        done = [r if r is not None else Result(Outcome.DELIVERED) for r in results]
-        self._sent += sum(r.outcome is Outcome.DELIVERED for r in done)
-        self._failed += sum(r.outcome is not Outcome.DELIVERED for r in done)
+        done = [r if r is not None else _DELIVERED for r in results]
+        delivered = sum(r is _DELIVERED for r in done)
+        self._sent += delivered
+        self._failed += len(done) - delivered
         return done
+
+    def _topic(self, member_id: str) -> str:
+        topic = self._topics.get(member_id)
+        if topic is None:
+            topic = self._topics[member_id] = self._topic_for(member_id)
+        return topic
 
     async def close(self) -> None:
         return None

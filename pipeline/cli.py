@@ -203,12 +203,17 @@ def bench(
     members: Annotated[int, typer.Option(help="Synthetic members in the directory.")] = 1152,
     latency_seconds: Annotated[float, typer.Option(help="Seconds of open-loop load per level.")] = 10.0,
     state_keys: Annotated[int, typer.Option(help="Keys written to size the dedup state.")] = 1_000_000,
+    workers: Annotated[int, typer.Option(help="Pipeline worker processes in one group.")] = 1,
 ) -> None:
     """Measure the pipeline against raw Kafka pass-through on the local broker (or KAFKA_BOOTSTRAP)."""
     from pipeline.bench.run import BenchOptions, run_bench
 
     options = BenchOptions(
-        alerts=alerts, members=members, latency_seconds=latency_seconds, state_keys=state_keys
+        alerts=alerts,
+        members=members,
+        latency_seconds=latency_seconds,
+        state_keys=state_keys,
+        workers=workers,
     )
     result = run_bench(settings(), options, lambda text: err.print(text))
     if as_json:

@@ -55,6 +55,7 @@ class BenchOptions:
     latency_seconds: float = 10.0
     loads: tuple[float, ...] = (0.25, 0.5, 0.8)
     state_keys: int = 1_000_000
+    workers: int = 1
     timeout: float = 900.0
 
 
@@ -119,17 +120,20 @@ def passthroughs(
 
 
 def pipeline_run(
-    settings: Settings, worker: Worker, directory: Directory, records: Sequence[FeedRecord], timeout: float
+    settings: Settings,
+    workers: Sequence[Worker],
+    directory: Directory,
+    records: Sequence[FeedRecord],
+    timeout: float,
 ) -> dict[str, Any]:
-    """Alerts/s and deliveries/s through the whole pipeline, and the worker's CPU per alert."""
-    assert worker.process is not None
-    pid = worker.process.pid
-    cpu_before = measure.cpu_seconds(pid)
+    """Alerts/s and deliveries/s through the whole pipeline, and the workers' CPU per alert."""
+    pids = [w.process.pid for w in workers if w.process is not None]
+    cpu_before = sum(measure.cpu_seconds(pid) for pid in pids)
     produced = produce_feed(settings, records)
-    counts = wait_settled(settings, [worker], directory, produced, timeout)
+    counts = wait_settled(settings, workers, directory, produced, timeout)
     if counts.lost or not counts.settled():
         raise RuntimeError(f"the pipeline did not account for every record: {counts.as_dict()}")
-    cpu = measure.cpu_seconds(pid) - cpu_before
+    cpu = sum(measure.cpu_seconds(pid) for pid in pids) - cpu_before
     timing = measure.span(settings, [settings.topic(NORMALISED)], member_topics(settings))
     return {
         "alerts_per_s": _rate(produced, timing),
@@ -167,7 +171,8 @@ def open_loop(settings: Settings, records: Sequence[FeedRecord], rate: float) ->
 
 
 def latency_at(
-    settings: Settings, worker: Worker, directory: Directory, feed: SampleFeed, rate: float, seconds: float,
+    settings: Settings, workers: Sequence[Worker], directory: Directory, feed: SampleFeed, rate: float,
+    seconds: float,
     already: int, timeout: float,
 ) -> dict[str, Any]:  # fmt: skip
     """Delivery latency percentiles (ms) under an open-loop load of `rate` alerts/s."""
@@ -175,7 +180,7 @@ def latency_at(
     start = measure.end_offsets(settings, topics)
     records = feed.records(max(1, round(rate * seconds)))
     sent = open_loop(settings, records, rate)
-    counts = wait_settled(settings, [worker], directory, already + len(records), timeout)
+    counts = wait_settled(settings, workers, directory, already + len(records), timeout)
     if counts.lost or not counts.settled():
         raise RuntimeError(f"the pipeline did not account for every record: {counts.as_dict()}")
     latencies = [
@@ -224,6 +229,7 @@ def run_bench(base: Settings, options: BenchOptions, say: Say) -> dict[str, Any]
             "members": len(directory),
             "partitions": settings.partitions,
             "batch_size": settings.batch_size,
+            "workers": options.workers,
         }
     }
     with local_broker(settings, say):
@@ -234,28 +240,33 @@ def run_bench(base: Settings, options: BenchOptions, say: Say) -> dict[str, Any]
             ensure_topics(settings, pipeline_topics(settings))
             say(f"Importing {len(directory)} members...")
             publish_members(settings, directory)
-            worker = Worker(settings, "bench", free_port(), settings.state_dir / "logs").start()
+            workers = [
+                Worker(settings, f"bench{n}", free_port(), settings.state_dir / "logs").start()
+                for n in range(options.workers)
+            ]
             try:
-                worker.wait_ready()
+                for worker in workers:
+                    worker.wait_ready()
                 say(f"pipeline: {len(records)} alerts...")
-                result["pipeline"] = pipeline_run(settings, worker, directory, records, options.timeout)
+                result["pipeline"] = pipeline_run(settings, workers, directory, records, options.timeout)
                 throughput = result["pipeline"]["alerts_per_s"]
                 ingested = len(records)
                 latency = {}
                 for load in options.loads:
                     say(f"latency at {load:.0%} of {throughput} alerts/s for {options.latency_seconds}s...")
                     level = latency_at(
-                        settings, worker, directory, feed, throughput * load, options.latency_seconds,
+                        settings, workers, directory, feed, throughput * load, options.latency_seconds,
                         ingested, options.timeout,
                     )  # fmt: skip
                     ingested += level.pop("alerts")
                     latency[f"{round(load * 100)}%"] = level
                 result["latency_ms"] = latency
-                assert worker.process is not None
-                result["peak_rss_bytes"] = {"pipeline_worker": measure.peak_rss_bytes(worker.process.pid)}
+                pids = [w.process.pid for w in workers if w.process]
+                result["peak_rss_bytes"] = {"pipeline_worker": max(map(measure.peak_rss_bytes, pids))}
             finally:
-                worker.stop()
-                remove_state(worker)
+                for worker in workers:
+                    worker.stop()
+                    remove_state(worker)
         finally:
             cleanup_namespace(settings, settings.namespace + ".")
     say(f"dedup state: writing {options.state_keys} keys...")

@@ -1,9 +1,9 @@
 """Indexes over the directory so that enrichment and routing cost stays flat in member count.
 
 Constituency lookups go through radix trees (pytricia) for IPv4 and IPv6, a dict for ASNs and a
-dict walked label by label for domain suffixes. Subscriptions are indexed by sector, with the
-few that name no sector kept apart. Built once per directory version; read-only afterwards, so
-one index can be shared by every batch until the directory changes.
+dict walked label by label for domain suffixes. Subscriptions are indexed by sector and minimum
+severity, with those that name no sector kept apart. Built once per directory version;
+read-only afterwards, so one index can be shared by every batch until the directory changes.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 import pytricia
 
-from pipeline.alert import Alert
-from pipeline.directory import Directory, Member, Subscription
+from pipeline.alert import SEVERITY_RANK, Alert
+from pipeline.directory import Directory, Member
 from pipeline.routing.tlp import member_groups
 
 
@@ -29,8 +29,12 @@ class RoutingIndex:
         self._v6 = pytricia.PyTricia(128)
         self._asn: dict[int, str] = {}
         self._domain: dict[str, str] = {}
-        self.by_sector: dict[str, list[tuple[Member, Subscription]]] = defaultdict(list)
-        self.any_sector: list[tuple[Member, Subscription]] = []
+        # Subscribers by sector (None: subscriptions naming no sector) and by the rank of their
+        # minimum severity, so that a candidate lookup skips subscriptions the alert's severity
+        # cannot meet: most "critical only" subscriptions never see a medium alert.
+        self.subscribers: dict[str | None, list[set[str]]] = defaultdict(
+            lambda: [set() for _ in SEVERITY_RANK]
+        )
         self.group_members: dict[str, set[str]] = defaultdict(set)
         self.groups: dict[str, frozenset[str]] = {}
         for member in directory:
@@ -51,11 +55,15 @@ class RoutingIndex:
         for sub in member.subscriptions:
             if sub.inside_only:
                 continue  # reached through the owner lookup, never through sectors
-            if sub.sectors:
-                for sector in sub.sectors:
-                    self.by_sector[sector].append((member, sub))
-            else:
-                self.any_sector.append((member, sub))
+            rank = SEVERITY_RANK[sub.min_severity]
+            for sector in sub.sectors or (None,):
+                self.subscribers[sector][rank].add(member.id)
+
+    def subscribers_up_to(self, sector: str | None, severity_rank: int) -> Iterable[set[str]]:
+        """Members with a subscription to `sector` (None: to any sector) whose minimum severity
+        is at most `severity_rank`."""
+        ranks = self.subscribers.get(sector)
+        return ranks[: severity_rank + 1] if ranks else ()
 
     def owner_of_ip(self, ip: str) -> str | None:
         try:

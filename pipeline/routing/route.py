@@ -34,31 +34,66 @@ def audience_of(alert: Alert) -> Audience:
     )
 
 
-def subscription_mismatch(sub: Subscription, alert: Alert, inside: bool) -> str | None:
-    """Return why a subscription does not match the alert, or None when it does."""
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What subscriptions are matched on, taken from an alert once for all its candidates."""
+
+    sectors: frozenset[str]
+    taxonomy: str
+    full_type: str
+    severity: str
+    severity_rank: int
+    confidence: int
+    feed: str
+    indicator_types: frozenset[str]
+
+    @classmethod
+    def of(cls, alert: Alert) -> Facts:
+        return cls(
+            sectors=frozenset(alert.get("sectors", ())),
+            taxonomy=alert["taxonomy"],
+            full_type=f"{alert['taxonomy']}/{alert['type']}",
+            severity=alert["severity"],
+            severity_rank=SEVERITY_RANK[alert["severity"]],
+            confidence=alert["confidence"],
+            feed=f"{alert['feed']['provider']}/{alert['feed']['name']}",
+            indicator_types=frozenset(i["type"] for i in alert.get("indicators", ())),
+        )
+
+
+def _mismatch(sub: Subscription, facts: Facts, inside: bool) -> tuple[str, tuple[object, ...]] | None:
+    """Why a subscription does not match, as a template and its values (formatted on demand)."""
     if sub.inside_only and not inside:
-        return "constituency: none of its assets are involved"
-    if sub.sectors and not set(sub.sectors).intersection(alert.get("sectors", ())):
-        return f"sectors {', '.join(sub.sectors)} not concerned"
-    if sub.taxonomies:
-        full = f"{alert['taxonomy']}/{alert['type']}"
-        if alert["taxonomy"] not in sub.taxonomies and full not in sub.taxonomies:
-            return f"taxonomy {full} not subscribed"
-    if SEVERITY_RANK[alert["severity"]] < SEVERITY_RANK[sub.min_severity]:
-        return f"severity {alert['severity']} below {sub.min_severity}"
-    if alert["confidence"] < sub.min_confidence:
-        return f"confidence {alert['confidence']} below {sub.min_confidence}"
-    if sub.feeds and f"{alert['feed']['provider']}/{alert['feed']['name']}" not in sub.feeds:
-        return "feed not subscribed"
-    if sub.indicator_types and not {i["type"] for i in alert.get("indicators", ())} & set(
-        sub.indicator_types
-    ):
-        return "no indicator of a subscribed type"
+        return "constituency: none of its assets are involved", ()
+    if sub.sectors and facts.sectors.isdisjoint(sub.sectors):
+        return "sectors {} not concerned", (", ".join(sub.sectors),)
+    if sub.taxonomies and facts.taxonomy not in sub.taxonomies and facts.full_type not in sub.taxonomies:
+        return "taxonomy {} not subscribed", (facts.full_type,)
+    if facts.severity_rank < SEVERITY_RANK[sub.min_severity]:
+        return "severity {} below {}", (facts.severity, sub.min_severity)
+    if facts.confidence < sub.min_confidence:
+        return "confidence {} below {}", (facts.confidence, sub.min_confidence)
+    if sub.feeds and facts.feed not in sub.feeds:
+        return "feed not subscribed", ()
+    if sub.indicator_types and facts.indicator_types.isdisjoint(sub.indicator_types):
+        return "no indicator of a subscribed type", ()
     return None
 
 
-def decide(member: Member, alert: Alert, audience: Audience, index: RoutingIndex) -> Decision:
-    """Decide for one member: TLP first, then recipient, inside, and each subscription."""
+def subscription_mismatch(sub: Subscription, facts: Facts, inside: bool) -> str | None:
+    """Return why a subscription does not match the alert, or None when it does."""
+    found = _mismatch(sub, facts, inside)
+    return None if found is None else found[0].format(*found[1])
+
+
+def decide(
+    member: Member, facts: Facts, audience: Audience, index: RoutingIndex, why: bool = True
+) -> Decision:
+    """Decide for one member: TLP first, then recipient, inside, and each subscription.
+
+    With `why` false, a refusal carries only its kind ("tlp" or "subscription"), which spares
+    the router from formatting reasons nobody reads; the decision itself is the same.
+    """
     denial = tlp_denial(audience, member.id, index.groups[member.id])
     if denial:
         return Decision(member.id, False, reason=denial)
@@ -69,10 +104,13 @@ def decide(member: Member, alert: Alert, audience: Audience, index: RoutingIndex
         return Decision(member.id, True, rule="inside")
     reasons = []
     for sub in member.subscriptions:
-        mismatch = subscription_mismatch(sub, alert, inside)
+        mismatch = _mismatch(sub, facts, inside)
         if mismatch is None:
             return Decision(member.id, True, rule=f"subscription:{sub.id}")
-        reasons.append(f"{sub.id}: {mismatch}")
+        if why:
+            reasons.append(f"{sub.id}: {mismatch[0].format(*mismatch[1])}")
+    if not why:
+        return Decision(member.id, False, reason="subscription")
     if not reasons:
         return Decision(member.id, False, reason="subscription: it has none")
     return Decision(member.id, False, reason="subscription: " + "; ".join(reasons))
@@ -82,22 +120,23 @@ def candidates(alert: Alert, audience: Audience, index: RoutingIndex) -> set[str
     """Members that may possibly receive the alert; every other member certainly does not."""
     found = set(audience.recipients) | set(audience.inside)
     if audience.tlp in ("CLEAR", "GREEN", "AMBER"):
-        for sector in alert.get("sectors", ()):
-            found.update(m.id for m, _ in index.by_sector.get(sector, ()))
-        found.update(m.id for m, _ in index.any_sector)
+        rank = SEVERITY_RANK[alert["severity"]]
+        for sector in (*alert.get("sectors", ()), None):
+            for members in index.subscribers_up_to(sector, rank):
+                found.update(members)
     return found
 
 
 def route(alert: Alert, index: RoutingIndex) -> list[Decision]:
     """The members that receive the alert, each with the rule that lets it, sorted by member id."""
-    audience = audience_of(alert)
+    audience, facts = audience_of(alert), Facts.of(alert)
     members = index.directory.members
     out = []
     for member_id in sorted(candidates(alert, audience, index)):
         member = members.get(member_id)
         if member is None:
             continue  # a recipient or owner that left the network receives nothing more
-        decision = decide(member, alert, audience, index)
+        decision = decide(member, facts, audience, index, why=False)
         if decision.receives:
             out.append(decision)
     return out
@@ -105,5 +144,5 @@ def route(alert: Alert, index: RoutingIndex) -> list[Decision]:
 
 def explain(alert: Alert, index: RoutingIndex) -> list[Decision]:
     """The decision for every member of the directory, receivers and the rest alike."""
-    audience = audience_of(alert)
-    return [decide(m, alert, audience, index) for m in index.directory]
+    audience, facts = audience_of(alert), Facts.of(alert)
+    return [decide(m, facts, audience, index) for m in index.directory]
