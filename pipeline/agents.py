@@ -2,8 +2,9 @@
 
 `normalise` turns raw partner records into alerts keyed by fingerprint; `dispatch` dedupes,
 enriches and routes them. Each agent takes a batch of events (`take_events`), calls the pure
-functions for each, sends its output, and waits until every write is acknowledged before the
-batch is acknowledged; Faust commits offsets only for acknowledged events. So at-least-once
+functions for each and sends its output; the batch's events are let go only once every write
+is acknowledged (`InFlight`: meanwhile the agent goes on with the next batches), and Faust
+commits offsets only for events let go. So at-least-once
 holds across a crash: a batch is either fully written, or read again after restart. A write
 that cannot be made even after the client's own retries ends the process at once (`fatal`),
 rather than letting the batch be acknowledged without its output; the orchestrator restarts
@@ -59,8 +60,11 @@ class StageContext:
     send_batch: SendBatchFn
 
     async def batches(self, stream: Any) -> AsyncIterator[list[Any]]:
+        """Batches of events, each held (see `InFlight`) until the agent lets it go."""
         async for events in stream.take_events(self.settings.batch_size, within=self.settings.batch_seconds):
             log.debug("Batch of %d from %s", len(events), events[0].message.topic)
+            for event in events:
+                event.message.incref()
             yield events
 
     async def write(self, records: list[Record]) -> None:
@@ -80,6 +84,33 @@ class StageContext:
 
     async def directory_ready(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.directory.wait_ready)
+
+
+class InFlight:
+    """Batches whose writes are in flight: an agent goes on with the next batch while the broker
+    acknowledges the last one, instead of idling for the round trip.
+
+    `StageContext.batches` holds each event (one more reference on its message), so Faust's
+    own acknowledgement after the batch does not let the offset be committed; `add` lets the
+    events go only once the batch's completion (every write acknowledged) has finished. Faust
+    commits each partition up to its first event not yet let go, so a crash at any point
+    re-reads every batch whose output is not safe. At most `limit` batches are in flight; when
+    the window is full the oldest is awaited, which is the back-pressure.
+    """
+
+    def __init__(self, limit: int = 4) -> None:
+        self.limit = limit
+        self._tasks: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def add(self, events: list[Any], completion: Awaitable[None]) -> None:
+        async def settle() -> None:
+            await completion
+            for event in events:
+                event.ack()
+
+        self._tasks.append(asyncio.ensure_future(settle()))
+        while self._tasks and (self._tasks[0].done() or len(self._tasks) > self.limit):
+            await self._tasks.popleft()
 
 
 def fatal(reason: str) -> None:
@@ -130,6 +161,7 @@ def normalise_agent(ctx: StageContext) -> Agent:
     m = ctx.metrics
 
     async def agent(stream: Any) -> None:
+        in_flight = InFlight()
         async for events in ctx.batches(stream):
             started = time.perf_counter()
             now = datetime.now(UTC)
@@ -146,7 +178,7 @@ def normalise_agent(ctx: StageContext) -> Agent:
                 feed = [(FEED_HEADER, headers[FEED_HEADER])] if FEED_HEADER in headers else []
                 for alert in alerts:
                     records.append((out_topic, alert["fingerprint"].encode(), codec.encode(alert), feed))
-            await ctx.write(records)
+            await in_flight.add(events, ctx.confirm(await ctx.send_batch(records), len(records)))
             m.records_in.labels("normalise").inc(len(events))
             m.records_out.labels("normalise").inc(sum(r[0] == out_topic for r in records))
             m.stage_seconds.labels("normalise").observe(time.perf_counter() - started)
@@ -191,6 +223,7 @@ def dispatch_agent(ctx: StageContext, table: Any) -> Agent:
 
     async def agent(stream: Any) -> None:
         await ctx.directory_ready()
+        in_flight = InFlight()
         async for events in ctx.batches(stream):
             clock = time.perf_counter
             started = clock()
@@ -213,8 +246,6 @@ def dispatch_agent(ctx: StageContext, table: Any) -> Agent:
                 deliveries += [Delivery(d.member_id, d.rule, alert) for d in route(alert, index)]
                 spent["route"] += clock() - t2
             audit = await ctx.send_batch(records)
-            await deliver(connector, deliveries)
-            await ctx.confirm(audit, len(records))
             unique = len(records)
             m.records_in.labels("dedupe").inc(len(events))
             m.records_out.labels("dedupe").inc(unique)
@@ -222,11 +253,18 @@ def dispatch_agent(ctx: StageContext, table: Any) -> Agent:
             m.records_in.labels("enrich").inc(unique)
             m.records_out.labels("enrich").inc(unique)
             m.records_in.labels("route").inc(unique)
-            m.records_out.labels("route").inc(len(deliveries))
-            observe_deliveries(m, deliveries)
             for stage, seconds in spent.items():
                 m.stage_seconds.labels(stage).observe(seconds)
+            await in_flight.add(events, complete(audit, records, deliveries))
             log.debug("Dispatched %d events in %.3fs", len(events), clock() - started)
+
+    async def complete(
+        audit: asyncio.Future[list[Refused]], records: list[Record], deliveries: list[Delivery]
+    ) -> None:
+        await deliver(connector, deliveries)
+        await ctx.confirm(audit, len(records))
+        m.records_out.labels("route").inc(len(deliveries))
+        observe_deliveries(m, deliveries)
 
     return agent
 

@@ -16,12 +16,17 @@ from pipeline.topics import NORMALISED, RAW
 
 
 def create_app(
-    settings: Settings, metrics: Metrics, directory: DirectoryView, producer: AsyncProducer
+    settings: Settings,
+    metrics: Metrics,
+    directory: DirectoryView,
+    producers: tuple[AsyncProducer, AsyncProducer],
 ) -> faust.App:
     """Build the Faust application for one worker process.
 
     Faust's own producer writes only the dedup table's changelog; the agents write through
-    `producer` (see `pipeline.producer` for why).
+    `producers` (see `pipeline.producer` for why), one each: the normalise agent's small
+    batches must not queue on one connection behind the dispatch agent's fan-out to every
+    member topic.
     """
     app = faust_transport.App(
         settings.group_id,
@@ -66,7 +71,8 @@ def create_app(
         recovered = app.tables.recovery.completed.is_set() and not getattr(app, "in_recovery", False)
         metrics.ready.set(1 if recovered and directory.wait_ready(0) else 0)
 
-    ctx = agents.StageContext(settings, metrics, directory, producer.send_batch)
-    app.agent(topic(RAW), name="normalise")(agents.normalise_agent(ctx))
-    app.agent(topic(NORMALISED), name="dispatch")(agents.dispatch_agent(ctx, dedup_table))
+    normalise_ctx = agents.StageContext(settings, metrics, directory, producers[0].send_batch)
+    dispatch_ctx = agents.StageContext(settings, metrics, directory, producers[1].send_batch)
+    app.agent(topic(RAW), name="normalise")(agents.normalise_agent(normalise_ctx))
+    app.agent(topic(NORMALISED), name="dispatch")(agents.dispatch_agent(dispatch_ctx, dedup_table))
     return app

@@ -44,8 +44,8 @@ def run_worker(settings: Settings) -> None:
     directory.on_change = on_directory_change
     directory.start()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    producer = AsyncProducer(settings)
-    app = create_app(settings, metrics, directory, producer)
+    producers = (AsyncProducer(settings), AsyncProducer(settings))
+    app = create_app(settings, metrics, directory, producers)
     worker = faust.Worker(
         app,
         loglevel=settings.log_level,
@@ -56,5 +56,6 @@ def run_worker(settings: Settings) -> None:
     try:
         worker.execute_from_commandline()
     finally:
-        producer.close()
+        for producer in producers:
+            producer.close()
         directory.stop()
