@@ -204,6 +204,9 @@ def bench(
     latency_seconds: Annotated[float, typer.Option(help="Seconds of open-loop load per level.")] = 10.0,
     state_keys: Annotated[int, typer.Option(help="Keys written to size the dedup state.")] = 1_000_000,
     workers: Annotated[int, typer.Option(help="Pipeline worker processes in one group.")] = 1,
+    recovery_keys: Annotated[
+        int, typer.Option(help="Dedup keys the killed worker must replay in the recovery test.")
+    ] = 1_000_000,
 ) -> None:
     """Measure the pipeline against raw Kafka pass-through on the local broker (or KAFKA_BOOTSTRAP)."""
     from pipeline.bench.run import BenchOptions, run_bench
@@ -213,6 +216,7 @@ def bench(
         members=members,
         latency_seconds=latency_seconds,
         state_keys=state_keys,
+        recovery_keys=recovery_keys,
         workers=workers,
     )
     result = run_bench(settings(), options, lambda text: err.print(text))

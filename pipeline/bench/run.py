@@ -55,6 +55,7 @@ class BenchOptions:
     latency_seconds: float = 10.0
     loads: tuple[float, ...] = (0.25, 0.5, 0.8)
     state_keys: int = 1_000_000
+    recovery_keys: int = 1_000_000
     workers: int = 1
     timeout: float = 900.0
 
@@ -198,6 +199,55 @@ def latency_at(
     }
 
 
+def changelog_topic(settings: Settings) -> str:
+    """The dedup table's changelog, as Faust names it."""
+    return f"{settings.group_id}-dedupe-changelog"
+
+
+def prefill_changelog(settings: Settings, keys: int) -> None:
+    """Write `keys` dedup entries to the table's changelog, as a worker that has seen that many
+    fingerprints would have; partitioned like the normalised stream (murmur2 of the key)."""
+    from pipeline.dedupe import Seen
+
+    producer = make_producer(settings, **{"linger.ms": 50})
+    topic = changelog_topic(settings)
+    now = int(time.time() * 1_000_000)
+    for n in range(keys):
+        value = Seen(now, now, 1, (0, n)).to_bytes()
+        while True:
+            try:
+                producer.produce(topic, value, f"{n:032x}".encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+    while producer.flush(1.0):
+        pass
+
+
+def recovery(
+    settings: Settings, worker: Worker, feed: SampleFeed, keys: int, timeout: float
+) -> dict[str, Any]:
+    """SIGKILL a worker whose table has `keys` more entries than its local state, send new
+    alerts, start it again on the same state, and time the kill to the first new delivery."""
+    prefill_changelog(settings, keys)
+    topics = member_topics(settings)
+    start = measure.end_offsets(settings, topics)
+    probes = feed.records(20)
+    worker.kill()
+    killed = time.time()
+    produce_feed(settings, probes)
+    worker.start()
+    wanted = {p.alert_id.encode() for p in probes}
+    deadline = time.monotonic() + timeout
+    while True:
+        arrivals = [stamp for key, stamp in measure.arrivals_since(settings, start) if key in wanted]
+        if arrivals:
+            return {"keys": keys, "seconds_to_first_output": round(min(arrivals) - killed, 2)}
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no delivery {timeout:.0f}s after the worker was killed")
+        time.sleep(0.2)
+
+
 def dedup_state_bytes(keys: int) -> int:
     """Bytes on disk of a Faust RocksDB table holding `keys` fingerprints with their window."""
     from faust.stores.rocksdb import RocksDBOptions
@@ -263,6 +313,10 @@ def run_bench(base: Settings, options: BenchOptions, say: Say) -> dict[str, Any]
                 result["latency_ms"] = latency
                 pids = [w.process.pid for w in workers if w.process]
                 result["peak_rss_bytes"] = {"pipeline_worker": max(map(measure.peak_rss_bytes, pids))}
+                say(f"recovery: SIGKILL with {options.recovery_keys} dedup keys to replay...")
+                result["recovery"] = recovery(
+                    settings, workers[0], feed, options.recovery_keys, options.timeout
+                )
             finally:
                 for worker in workers:
                     worker.stop()

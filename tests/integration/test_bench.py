@@ -15,6 +15,7 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
     result = cwn(
         settings.model_copy(update={"namespace": ""}),
         "bench", "--json", "--alerts", "1500", "--latency-seconds", "1", "--state-keys", "20000",
+        "--recovery-keys", "20000",
         timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()[-3000:]
@@ -34,6 +35,7 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
         assert 0 < level["p50"] <= level["p99"] <= level["p99.9"]
     assert report["peak_rss_bytes"]["pipeline_worker"] > 0
     assert report["dedup_state_bytes_per_1m_keys"] > 0
+    assert report["recovery"]["keys"] == 20000 and report["recovery"]["seconds_to_first_output"] > 0
     assert report["r_pipeline"] == pytest.approx(pipeline["alerts_per_s"] / report["raw_confluent"], abs=1e-3)
     assert report["r_framework"] == pytest.approx(
         report["faust_passthrough"] / report["raw_aiokafka"], abs=1e-3
