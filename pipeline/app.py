@@ -42,6 +42,8 @@ def create_app(
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
         producer_linger_ms=5,
         producer_max_batch_size=256 * 1024,
         producer_acks=-1,

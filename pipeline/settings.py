@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     fetch_wait_ms: int = Field(
         default=20, ge=1, le=5000, description="Longest time the broker may hold a worker's fetch."
     )
+    session_timeout_seconds: float = Field(
+        default=10.0,
+        ge=6,
+        le=300,
+        description="How long the group waits for a silent worker before moving its partitions; "
+        "after SIGKILL, a restarted worker waits this long before it gets them back.",
+    )
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 disables /metrics.")
     log_level: Literal["debug", "info", "warn", "error"] = "warn"
 
