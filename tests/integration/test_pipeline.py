@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -12,15 +13,15 @@ import pytest
 
 from pipeline.alert import Rejected
 from pipeline.demo.feed import BAD_FIELDS, FeedRecord, SampleFeed
-from pipeline.demo.run import Worker, member_topics, produce_feed, wait_settled
+from pipeline.demo.run import Worker, cleanup_namespace, member_topics, produce_feed, wait_settled
 from pipeline.directory import Directory, generate_members
 from pipeline.enrich import enrich
-from pipeline.kafka import count_records, read_topics
+from pipeline.kafka import count_records, ensure_topics, read_topics
 from pipeline.normalise import Limits, normalise
 from pipeline.routing import RoutingIndex, route
 from pipeline.serde import alert_codec
 from pipeline.settings import Settings
-from pipeline.topics import DEADLETTER, ENRICHED, NORMALISED, RAW
+from pipeline.topics import DEADLETTER, ENRICHED, NORMALISED, RAW, pipeline_topics
 from tests.integration.conftest import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -182,6 +183,58 @@ def test_sigkill_mid_stream_loses_nothing(settings: Settings, pipeline: Pipeline
     assert set(dead) == set(expected_dead) and dead.total() >= expected_dead.total()
     counts = count_records(settings, [settings.topic(RAW), settings.topic(NORMALISED)])
     assert counts[settings.topic(NORMALISED)] >= len(records) - expected_dead.total()
+
+
+def with_new_id(value: bytes) -> bytes:
+    return orjson.dumps(orjson.loads(value) | {"id": str(uuid.uuid4())})
+
+
+def test_workers_join_and_leave_mid_stream(settings: Settings, pipeline: Pipeline) -> None:
+    """Scale out and back in while records flow: a second worker joins a group over 8 partitions
+    (partitions and their dedup table move to it), then the first leaves. Every owed (alert,
+    member) pair is delivered, and repeats of alerts seen before the moves are still dropped."""
+    # Its own namespace: the fixture's topics have 3 partitions.
+    settings = settings.model_copy(update={"partitions": 8, "namespace": settings.namespace + "-p8"})
+    ensure_topics(settings, pipeline_topics(settings))
+    pipeline.settings = settings
+    try:
+        join_and_leave(settings, pipeline)
+    finally:
+        pipeline.stop()
+        cleanup_namespace(settings, settings.namespace + ".")
+
+
+def join_and_leave(settings: Settings, pipeline: Pipeline) -> None:
+    directory = Directory(generate_members(80, seed=8))
+    pipeline.import_members(directory)
+    feed = SampleFeed(list(directory), seed=44, duplicate_ratio=0.3, bad_ratio=0.0,
+                      max_message_bytes=settings.max_message_bytes)  # fmt: skip
+    first, second, third = feed.records(4000), feed.records(3000), feed.records(3000)
+    w0 = pipeline.start_worker("w0")
+    produce_feed(settings, first)
+    deadline = time.monotonic() + 120
+    while w0.scrape().get('cwn_records_in_total{stage="dedupe"}', 0) < 500:
+        assert time.monotonic() < deadline, "the worker did not start processing"
+        time.sleep(0.05)
+    w1 = pipeline.start_worker("w1")  # joins: the group rebalances while records wait
+    produce_feed(settings, second)
+    w0.stop()  # leaves: its partitions and their table move to w1
+    pipeline.workers.remove(w0)
+    repeats = [  # re-reports of alerts seen before the moves, each with a new id
+        FeedRecord(with_new_id(r.value), r.headers, "duplicate", r.serial)
+        for r in first
+        if r.kind == "unique" and dict(r.headers)["format"] == b"alert-json"
+    ]
+    produce_feed(settings, third + repeats)
+    records = first + second + third + repeats
+    wait_until_quiet(settings, w1, len(records))
+
+    expected_pairs, _ = expected_outcome(records, directory, settings)
+    got = delivered(settings)
+    assert {(fp, member) for fp, member, _ in got} == expected_pairs, "an alert was lost or misrouted"
+    repeat_ids = {orjson.loads(r.value)["id"] for r in repeats}
+    assert len(repeat_ids) > 1000
+    assert not repeat_ids & {alert_id for _, _, alert_id in got}, "a repeat was delivered"
 
 
 def test_dedup_table_comes_back_from_its_changelog(settings: Settings, pipeline: Pipeline) -> None:
