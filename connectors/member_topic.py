@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from connectors.core import Delivery, Outcome, Result, refuse_above_ceiling
+from pipeline.producer import Record
 from pipeline.serde import alert_codec, to_json
 
-Record = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
 #: send_batch(records) -> awaitable that resolves to the (topic, key) pairs the broker refused.
 SendBatchFn = Callable[[list[Record]], Awaitable[Awaitable[list[Any]]]]
 

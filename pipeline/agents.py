@@ -67,10 +67,6 @@ class StageContext:
                 event.message.incref()
             yield events
 
-    async def write(self, records: list[Record]) -> None:
-        """Send records and wait for every acknowledgement; a refusal ends the process."""
-        await self.confirm(await self.send_batch(records), len(records))
-
     async def confirm(self, acks: asyncio.Future[list[Refused]], count: int) -> None:
         """Wait for a batch's acknowledgements; a refusal ends the process."""
         while True:

@@ -116,27 +116,41 @@ def list_topics(settings: Settings, prefix: str = "") -> list[str]:
     return sorted(t for t in make_admin(settings).list_topics(timeout=30).topics if t.startswith(prefix))
 
 
-def assign_from_start(consumer: Consumer, topics: Iterable[str]) -> set[tuple[str, int]]:
-    """Assign every partition of `topics` from its first record; return the (topic, partition)
-    pairs that hold records, i.e. those to read until their end-of-partition event."""
+def assign_from_start(
+    consumer: Consumer, topics: Iterable[str], start: dict[tuple[str, int], int] | None = None
+) -> set[tuple[str, int]]:
+    """Assign every partition of `topics` from its first record (or from its offset in `start`);
+    return the (topic, partition) pairs that hold records past that point, i.e. those to read
+    until their end-of-partition event."""
+    start = start or {}
     metadata = consumer.list_topics(timeout=30).topics
-    assignment = [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in metadata[t].partitions]
+    assignment = [
+        TopicPartition(t, p, start.get((t, p), OFFSET_BEGINNING))
+        for t in topics
+        for p in metadata[t].partitions
+    ]
     holding = set()
     for tp in assignment:
         low, high = consumer.get_watermark_offsets(tp, timeout=30)
-        if high > low:
+        if high > max(low, tp.offset):
             holding.add((tp.topic, tp.partition))
     consumer.assign(assignment)
     return holding
 
 
-def read_topics(settings: Settings, topics: list[str], timeout: float = 60.0) -> list[Any]:
-    """Read every committed record of the given topics from the beginning to their current end."""
+def read_topics(
+    settings: Settings,
+    topics: list[str],
+    timeout: float = 60.0,
+    start: dict[tuple[str, int], int] | None = None,
+) -> list[Any]:
+    """Read every committed record of the given topics from the beginning (or from the offsets
+    in `start`) to their current end."""
     if not topics:
         return []
     consumer = make_reader(settings)
     try:
-        remaining = assign_from_start(consumer, topics)
+        remaining = assign_from_start(consumer, topics, start)
         records = []
         deadline = time.monotonic() + timeout
         while remaining:

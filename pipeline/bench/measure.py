@@ -16,7 +16,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from pipeline.kafka import make_reader
+from pipeline.kafka import make_reader, read_topics
 from pipeline.settings import Settings
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -107,26 +107,8 @@ def arrivals_since(
     settings: Settings, start: dict[tuple[str, int], int], timeout: float = 120.0
 ) -> list[tuple[bytes, float]]:
     """(key, timestamp in seconds) of every record written after the `start` offsets."""
-    consumer = make_reader(settings)
-    try:
-        ends = end_offsets(settings, sorted({t for t, _ in start}))
-        pending = {tp for tp, high in ends.items() if high > start.get(tp, 0)}
-        consumer.assign([TopicPartition(t, p, start.get((t, p), 0)) for t, p in pending])
-        found: list[tuple[bytes, float]] = []
-        deadline = time.monotonic() + timeout
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {len(pending)} partitions did not reach their end")
-            for message in consumer.consume(10_000, timeout=1.0):
-                if message.error():
-                    if message.error().code() == -191:  # _PARTITION_EOF
-                        pending.discard((message.topic(), message.partition()))
-                        continue
-                    raise KafkaException(message.error())
-                found.append((message.key() or b"", message.timestamp()[1] / 1000))
-        return found
-    finally:
-        consumer.close()
+    messages = read_topics(settings, sorted({t for t, _ in start}), timeout, start)
+    return [(m.key() or b"", m.timestamp()[1] / 1000) for m in messages]
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -27,13 +27,13 @@ from pipeline.bench import measure
 from pipeline.bench.passthrough import aiokafka_passthrough, confluent_passthrough
 from pipeline.control import publish_members
 from pipeline.demo.feed import FeedRecord, SampleFeed
-from pipeline.demo.main import free_port, local_broker
+from pipeline.demo.main import local_broker
 from pipeline.demo.run import (
     Worker,
     cleanup_namespace,
     member_topics,
     produce_feed,
-    remove_state,
+    running_workers,
     wait_settled,
 )
 from pipeline.directory import Directory, generate_members
@@ -304,13 +304,7 @@ def run_bench(base: Settings, options: BenchOptions, say: Say) -> dict[str, Any]
             ensure_topics(settings, pipeline_topics(settings))
             say(f"Importing {len(directory)} members...")
             publish_members(settings, directory)
-            workers = [
-                Worker(settings, f"bench{n}", free_port(), settings.state_dir / "logs").start()
-                for n in range(options.workers)
-            ]
-            try:
-                for worker in workers:
-                    worker.wait_ready()
+            with running_workers(settings, options.workers, "bench") as workers:
                 say(f"pipeline: {len(records)} alerts...")
                 result["pipeline"] = pipeline_run(settings, workers, directory, records, options.timeout)
                 throughput = result["pipeline"]["alerts_per_s"]
@@ -331,10 +325,6 @@ def run_bench(base: Settings, options: BenchOptions, say: Say) -> dict[str, Any]
                 result["recovery"] = recovery(
                     settings, workers[0], feed, options.recovery_keys, options.timeout
                 )
-            finally:
-                for worker in workers:
-                    worker.stop()
-                    remove_state(worker)
         finally:
             cleanup_namespace(settings, settings.namespace + ".")
     say(f"dedup state: writing {options.state_keys} keys...")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from rich.table import Table
 from pipeline.broker import LocalBroker
 from pipeline.control import publish_members
 from pipeline.demo.feed import SampleFeed
-from pipeline.demo.run import Counts, Worker, cleanup_namespace, produce_feed, remove_state, wait_settled
+from pipeline.demo.run import Counts, Worker, cleanup_namespace, produce_feed, running_workers, wait_settled
 from pipeline.directory import Directory, generate_members
 from pipeline.kafka import ensure_topics, wait_for_cluster
 from pipeline.settings import Settings
@@ -34,12 +33,6 @@ class DemoOptions:
     follow: bool = False
     keep: bool = False
     timeout: float = 600.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -77,25 +70,16 @@ def run_demo(base: Settings, options: DemoOptions, console: Console, quiet: bool
         directory = Directory(generate_members(options.members))
         say(f"Importing {len(directory)} members and creating their topics...")
         publish_members(settings, directory)
-        workers = [
-            Worker(settings, f"w{i}", free_port(), settings.state_dir / "logs").start()
-            for i in range(options.workers)
-        ]
         try:
-            for worker in workers:
-                worker.wait_ready()
-            feed = SampleFeed(list(directory), max_message_bytes=settings.max_message_bytes)
-            records = feed.records(options.alerts)
-            say(f"Replaying {len(records)} sample records (30% duplicates, 1% bad) into the raw topic...")
-            produced = produce_feed(settings, records)
-            if quiet:
-                return wait_settled(settings, workers, directory, produced, options.timeout)
-            return _watch(settings, workers, directory, feed, produced, options, console)
+            with running_workers(settings, options.workers, "w", keep=options.keep) as workers:
+                feed = SampleFeed(list(directory), max_message_bytes=settings.max_message_bytes)
+                records = feed.records(options.alerts)
+                say(f"Replaying {len(records)} sample records (30% duplicates, 1% bad) into the raw topic...")
+                produced = produce_feed(settings, records)
+                if quiet:
+                    return wait_settled(settings, workers, directory, produced, options.timeout)
+                return _watch(settings, workers, directory, feed, produced, options, console)
         finally:
-            for worker in workers:
-                worker.stop()
-                if not options.keep:
-                    remove_state(worker)
             if not options.keep:
                 cleanup_namespace(settings, settings.namespace + ".")
 

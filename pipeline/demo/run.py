@@ -9,14 +9,16 @@ whatever those counts cannot account for; it must be 0.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -108,6 +110,33 @@ class Worker:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_workers(
+    settings: Settings, count: int, prefix: str, keep: bool = False
+) -> Iterator[list[Worker]]:
+    """Start `count` workers and wait until each is ready; on exit stop them and, unless
+    `keep`, remove their local state."""
+    workers = [
+        Worker(settings, f"{prefix}{n}", free_port(), settings.state_dir / "logs").start()
+        for n in range(count)
+    ]
+    try:
+        for worker in workers:
+            worker.wait_ready()
+        yield workers
+    finally:
+        for worker in workers:
+            worker.stop()
+            if not keep:
+                remove_state(worker)
 
 
 def produce_feed(settings: Settings, records: Sequence[FeedRecord], topic: str = "") -> int:

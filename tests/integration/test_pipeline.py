@@ -161,10 +161,7 @@ def test_sigkill_mid_stream_loses_nothing(settings: Settings, pipeline: Pipeline
     before, during = feed.records(6000), feed.records(2000)
     worker = pipeline.start_worker("w0")
     produce_feed(settings, before)
-    deadline = time.monotonic() + 120
-    while worker.scrape().get('cwn_records_in_total{stage="dedupe"}', 0) < 1000:
-        assert time.monotonic() < deadline, "the worker did not start processing"
-        time.sleep(0.05)
+    wait_processing(worker, 1000)
     worker.kill()
     pipeline.workers.remove(worker)
     produce_feed(settings, during)  # waits on the inputs while the worker is down and recovers
@@ -212,10 +209,7 @@ def join_and_leave(settings: Settings, pipeline: Pipeline) -> None:
     first, second, third = feed.records(4000), feed.records(3000), feed.records(3000)
     w0 = pipeline.start_worker("w0")
     produce_feed(settings, first)
-    deadline = time.monotonic() + 120
-    while w0.scrape().get('cwn_records_in_total{stage="dedupe"}', 0) < 500:
-        assert time.monotonic() < deadline, "the worker did not start processing"
-        time.sleep(0.05)
+    wait_processing(w0, 500)
     w1 = pipeline.start_worker("w1")  # joins: the group rebalances while records wait
     produce_feed(settings, second)
     w0.stop()  # leaves: its partitions and their table move to w1
@@ -262,6 +256,14 @@ def test_dedup_table_comes_back_from_its_changelog(settings: Settings, pipeline:
     assert again.scrape()["cwn_duplicates_total"] == len(repeats)
     assert count_records(settings, [settings.topic(ENRICHED)])[settings.topic(ENRICHED)] == originals
     assert len(delivered(settings)) == deliveries_before
+
+
+def wait_processing(worker: Worker, records: int, timeout: float = 120) -> None:
+    """Wait until the worker's dispatch stage has read at least `records` records."""
+    deadline = time.monotonic() + timeout
+    while worker.scrape().get('cwn_records_in_total{stage="dedupe"}', 0) < records:
+        assert time.monotonic() < deadline, "the worker did not start processing"
+        time.sleep(0.05)
 
 
 def wait_until_quiet(settings: Settings, worker: Worker, ingested: int, timeout: float = 300) -> None:
