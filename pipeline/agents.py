@@ -29,13 +29,14 @@ from faust.streams import _current_event as faust_current_event
 
 from connectors.core import Delivery, Outcome
 from connectors.member_topic import MemberTopicConnector
-from pipeline.alert import Alert, Rejected
+from pipeline.alert import Alert, load_schema
 from pipeline.control import DirectoryView
 from pipeline.dedupe import Seen, Verdict, observe, stamp, to_us
 from pipeline.enrich import enrich
 from pipeline.metrics import Metrics
 from pipeline.normalise import FEED_HEADER, Limits, normalise
 from pipeline.producer import Record, Refused
+from pipeline.rejected import Rejected
 from pipeline.routing import route
 from pipeline.serde import alert_codec
 from pipeline.settings import Settings
@@ -145,14 +146,32 @@ def deadletter_record(settings: Settings, message: Any, stage: str, rejected: Re
         ("cwn.error.field", rejected.field.encode()),
         ("cwn.error.reason", rejected.reason.encode()),
         ("cwn.error.feed", rejected.feed.encode()),
+        ("cwn.error.item", rejected.item.encode()),
         ("cwn.source", f"{message.topic}/{message.partition}/{message.offset}".encode()),
     ]
     return (settings.topic(DEADLETTER), message.key, message.value, headers)
 
 
+_REASON_LABELS = frozenset(
+    {f["name"] for f in load_schema()["fields"]}
+    | {"payload", "format", "feed", "producer", "header", "row", "event", "Event", "pattern", "value"}
+)
+
+
+def reason_label(field: str) -> str:
+    """The dead-letter metric's label for a rejected field: its root when it is one of a fixed
+    set, else `other` (a field name can come from the input, and labels must stay bounded)."""
+    root = field.split(".")[0].split("[")[0]
+    return root if root in _REASON_LABELS else "other"
+
+
 def normalise_agent(ctx: StageContext) -> Agent:
-    """Raw partner records -> Avro alerts keyed by fingerprint, or dead letters."""
-    limits = Limits(ctx.settings.max_message_bytes, ctx.settings.default_tlp)
+    """Raw partner records -> Avro alerts keyed by fingerprint, and dead letters.
+
+    A record of many items (EVE lines, a STIX bundle) may give alerts and dead letters both:
+    each rejected item is dead-lettered with the record's original bytes and its location.
+    """
+    limits = Limits(ctx.settings.max_message_bytes)
     codec, out_topic = alert_codec(), ctx.settings.topic(NORMALISED)
     m = ctx.metrics
 
@@ -161,21 +180,26 @@ def normalise_agent(ctx: StageContext) -> Agent:
         async for events in ctx.batches(stream):
             started = time.perf_counter()
             now = datetime.now(UTC)
+            feeds = ctx.directory.feeds
             records: list[Record] = []
+            outcomes: collections.Counter[str] = collections.Counter()
             for event in events:
                 message = event.message
                 headers = headers_of(message)
-                try:
-                    alerts = normalise(message.value, headers, limits, now)
-                except Rejected as rejected:
+                parsed = normalise(message.value, headers, feeds, limits, now)
+                outcomes[parsed.outcome] += 1
+                for reason, count in parsed.skipped.items():
+                    m.skipped.labels(reason).inc(count)
+                for rejected in parsed.rejected:
                     records.append(deadletter_record(ctx.settings, message, "normalise", rejected))
-                    m.deadlettered.labels("normalise", rejected.field.split(".")[0].split("[")[0]).inc()
-                    continue
+                    m.deadlettered.labels("normalise", reason_label(rejected.field)).inc()
                 feed = [(FEED_HEADER, headers[FEED_HEADER])] if FEED_HEADER in headers else []
-                for alert in alerts:
+                for alert in parsed.alerts:
                     records.append((out_topic, alert["fingerprint"].encode(), codec.encode(alert), feed))
             await in_flight.add(events, ctx.confirm(await ctx.send_batch(records), len(records)))
             m.records_in.labels("normalise").inc(len(events))
+            for outcome, count in outcomes.items():
+                m.raw_records.labels(outcome).inc(count)
             m.records_out.labels("normalise").inc(sum(r[0] == out_topic for r in records))
             m.stage_seconds.labels("normalise").observe(time.perf_counter() - started)
 

@@ -9,7 +9,6 @@ and the vocabularies below and raises `Rejected` naming the first field that is 
 from __future__ import annotations
 
 import functools
-import ipaddress
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from pipeline import observables
+from pipeline.rejected import Rejected
 
 Alert = dict[str, Any]
 
@@ -93,6 +95,8 @@ MAX_FUTURE = timedelta(minutes=15)
 MAX_PAST = timedelta(days=365)
 MAX_STRING = 4096
 MAX_LIST = 1000
+#: An alert carries at most this many indicators; larger sets are split by their parser.
+MAX_INDICATORS = 500
 
 
 def schema_path() -> Path:
@@ -108,19 +112,6 @@ def schema_path() -> Path:
 def load_schema() -> dict[str, Any]:
     """Return the alert schema as parsed JSON."""
     return orjson.loads(schema_path().read_bytes())
-
-
-class Rejected(ValueError):
-    """A record that cannot become an alert: which field, what is wrong, from which feed."""
-
-    def __init__(self, field: str, reason: str, feed: str = "") -> None:
-        super().__init__(f"{field}: {reason}" + (f" (feed {feed})" if feed else ""))
-        self.field = field
-        self.reason = reason
-        self.feed = feed
-
-    def with_feed(self, feed: str) -> Rejected:
-        return Rejected(self.field, self.reason, feed)
 
 
 def parse_time(value: Any, field: str) -> datetime:
@@ -147,14 +138,6 @@ def parse_time(value: Any, field: str) -> datetime:
     if moment.tzinfo is None:
         raise Rejected(field, "time has no UTC offset")
     return moment.astimezone(UTC)
-
-
-def canonical_ip(value: str, field: str) -> str:
-    """Return the canonical text of an IPv4 or IPv6 address (IPv6 compressed, lower case)."""
-    try:
-        return str(ipaddress.ip_address(value.strip()))
-    except ValueError as exc:
-        raise Rejected(field, f"not an IP address: {value[:64]!r}") from exc
 
 
 def canonical_tlp(value: Any, field: str = "tlp") -> str:
@@ -285,6 +268,13 @@ def _strip_controls(text: str) -> str:
     return text.translate(_CONTROLS) if not text.isprintable() else text
 
 
+def _country(value: str, field: str) -> str:
+    code = value.strip().upper()
+    if len(code) != 2 or not code.isalpha() or not code.isascii():
+        raise Rejected(field, f"not an ISO 3166-1 alpha-2 country code: {value[:16]!r}")
+    return code
+
+
 @functools.cache
 def _walker() -> _SchemaWalker:
     return _SchemaWalker(load_schema())
@@ -324,14 +314,35 @@ def _check_meaning(alert: Alert, now: datetime) -> None:
         if endpoint is None:
             continue
         if endpoint["ip"] is not None:
-            endpoint["ip"] = canonical_ip(endpoint["ip"], f"{side}.ip")
+            endpoint["ip"] = observables.canonical_ip(endpoint["ip"], f"{side}.ip")
         if endpoint["port"] is not None and not 0 <= endpoint["port"] <= 65535:
             raise Rejected(f"{side}.port", f"must be 0-65535, got {endpoint['port']}")
         if endpoint["fqdn"] is not None:
-            endpoint["fqdn"] = endpoint["fqdn"].strip().lower().rstrip(".")
-    for i, indicator in enumerate(alert["indicators"]):
-        if indicator["type"] in ("ipv4", "ipv6", "ip"):
-            indicator["value"] = canonical_ip(indicator["value"], f"indicators[{i}].value")
+            endpoint["fqdn"] = observables.canonical_domain(endpoint["fqdn"], f"{side}.fqdn")
+        if endpoint["url"] is not None:
+            endpoint["url"] = observables.canonical_url(endpoint["url"], f"{side}.url")
+        if endpoint["asn"] is not None and not 0 < endpoint["asn"] < 2**32:
+            raise Rejected(f"{side}.asn", f"not an AS number: {endpoint['asn']}")
+        if endpoint["cc"] is not None:
+            endpoint["cc"] = _country(endpoint["cc"], f"{side}.cc")
+    if len(alert["indicators"]) > MAX_INDICATORS:
+        count = len(alert["indicators"])
+        raise Rejected("indicators", f"{count} indicators exceed the limit of {MAX_INDICATORS}")
+    seen: set[tuple[str, str]] = set()
+    indicators = []
+    for i, item in enumerate(alert["indicators"]):
+        canonical = observables.indicator(item["type"], item["value"], f"indicators[{i}]")
+        if (canonical["type"], canonical["value"]) not in seen:
+            seen.add((canonical["type"], canonical["value"]))
+            indicators.append(canonical)
+    alert["indicators"] = indicators
+    if alert["malware"] is not None:
+        malware = alert["malware"]
+        malware["name"] = malware["name"].strip().lower() if malware["name"] else malware["name"]
+        malware["hashes"] = {
+            kind: observables.canonical_hash(kind, value, f"malware.hashes.{kind}")
+            for kind, value in ((k.lower().replace("-", ""), v) for k, v in malware["hashes"].items())
+        }
     observed = alert["time_observation"]
     if observed > now + MAX_FUTURE:
         raise Rejected("time_observation", f"{observed.isoformat()} is in the future")

@@ -1,8 +1,9 @@
 """The control plane: members and subscriptions in compacted topics, read as a global table.
 
 `cwn.members` holds one record per member (key: member id; value: the member as JSON, without
-its subscriptions); `cwn.subscriptions` one per subscription (key: `member/subscription`). A
-tombstone removes. Every worker reads both topics whole, from every partition, into a
+its subscriptions); `cwn.subscriptions` one per subscription (key: `member/subscription`);
+`cwn.feeds` one per declared feed (key: feed id). A tombstone removes. Every worker reads the
+three topics whole, from every partition, into a
 `DirectoryView`, and keeps reading: an import is live everywhere within the time it takes to
 read one record, with no restart.
 
@@ -22,23 +23,25 @@ import orjson
 from confluent_kafka import KafkaException
 
 from pipeline.directory import Directory, DirectoryError, Member, Subscription
+from pipeline.feeds import FeedRegistry, FeedsError, FeedSpec
 from pipeline.kafka import assign_from_start, ensure_topics, make_producer, make_reader
 from pipeline.routing.index import RoutingIndex
 from pipeline.settings import Settings
-from pipeline.topics import MEMBERS, SUBSCRIPTIONS, member_topic_spec, pipeline_topics
+from pipeline.topics import FEEDS, MEMBERS, SUBSCRIPTIONS, member_topic_spec, pipeline_topics
 
 log = logging.getLogger(__name__)
 
 
 class ControlState:
-    """The latest record per key of both control topics, and the directory they make."""
+    """The latest record per key of the control topics, and the directory and feeds they make."""
 
     def __init__(self) -> None:
         self.members: dict[str, bytes] = {}
         self.subscriptions: dict[str, bytes] = {}
+        self.feed_specs: dict[str, bytes] = {}
 
     def apply(self, topic_kind: str, key: bytes, value: bytes | None) -> None:
-        table = self.members if topic_kind == MEMBERS else self.subscriptions
+        table = {MEMBERS: self.members, SUBSCRIPTIONS: self.subscriptions, FEEDS: self.feed_specs}[topic_kind]
         name = key.decode()
         if value is None:
             table.pop(name, None)
@@ -67,6 +70,18 @@ class ControlState:
             raise DirectoryError(problems)
         return Directory(members)
 
+    def feeds(self) -> FeedRegistry:
+        """Assemble the feed registry; raises FeedsError listing every invalid declaration."""
+        specs, problems = [], []
+        for key, value in sorted(self.feed_specs.items()):
+            try:
+                specs.append(FeedSpec.model_validate_json(value))
+            except ValueError as exc:
+                problems.append(f"feed {key}: {exc}")
+        if problems:
+            raise FeedsError(problems)
+        return FeedRegistry(specs)
+
 
 class DirectoryView:
     """A live, read-only view of the directory on one worker, with its routing index.
@@ -81,6 +96,7 @@ class DirectoryView:
         self._settings = settings
         self._state = ControlState()
         self._index = RoutingIndex(Directory(()))
+        self._feeds = FeedRegistry()
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="directory-view", daemon=True)
@@ -92,6 +108,11 @@ class DirectoryView:
     @property
     def index(self) -> RoutingIndex:
         return self._index
+
+    @property
+    def feeds(self) -> FeedRegistry:
+        """The feed registry in force: until the first valid one is read, no feed is known."""
+        return self._feeds
 
     def start(self) -> DirectoryView:
         self._thread.start()
@@ -106,7 +127,7 @@ class DirectoryView:
         return self._ready.wait(timeout)
 
     def _run(self) -> None:
-        topics = {self._settings.topic(MEMBERS): MEMBERS, self._settings.topic(SUBSCRIPTIONS): SUBSCRIPTIONS}
+        topics = {self._settings.topic(kind): kind for kind in (MEMBERS, SUBSCRIPTIONS, FEEDS)}
         consumer = make_reader(self._settings, **{"enable.partition.eof": True})
         try:
             behind = assign_from_start(consumer, topics)
@@ -134,6 +155,10 @@ class DirectoryView:
             consumer.close()
 
     def _publish(self) -> None:
+        try:
+            self._feeds = self._state.feeds()
+        except FeedsError as exc:
+            log.error("The feed registry is invalid; the previous one stays in force: %s", exc)
         try:
             self._index = RoutingIndex(self._state.directory())
             self.version += 1
@@ -197,6 +222,37 @@ def publish_members(
         "members_removed": removed_members,
         "subscriptions_removed": removed_subs,
     }
+
+
+def publish_feeds(
+    settings: Settings, feeds: FeedRegistry, current: FeedRegistry | None = None
+) -> dict[str, int]:
+    """Write feed declarations to `cwn.feeds`; with `current`, feeds no longer declared are removed.
+
+    Normalisers pick the change up within seconds: a removed feed's records are dead-lettered
+    from then on.
+    """
+    ensure_topics(settings, pipeline_topics(settings))
+    producer = make_producer(settings)
+    topic = settings.topic(FEEDS)
+    for feed in feeds:
+        producer.produce(topic, key=feed.id.encode(), value=feed.model_dump_json(exclude_defaults=True))
+    removed = [old.id for old in current or () if feeds.get(old.id) is None]
+    for feed_id in removed:
+        producer.produce(topic, key=feed_id.encode(), value=None)
+    _flush(producer)
+    return {"feeds": len(feeds), "feeds_removed": len(removed)}
+
+
+def read_feeds(settings: Settings, timeout: float = 30.0) -> FeedRegistry:
+    """Read the feed registry in force once (for the CLI)."""
+    view = DirectoryView(settings).start()
+    try:
+        if not view.wait_ready(timeout):
+            raise TimeoutError(f"the control topics could not be read within {timeout:.0f}s")
+        return view.feeds
+    finally:
+        view.stop()
 
 
 def remove_member(settings: Settings, member: Member, producer: object | None = None) -> None:

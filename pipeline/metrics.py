@@ -22,6 +22,8 @@ class Metrics:
     records_in: Counter
     records_out: Counter
     deadlettered: Counter
+    raw_records: Counter
+    skipped: Counter
     duplicates: Counter
     routed: Counter
     stage_seconds: Histogram
@@ -45,8 +47,23 @@ def create_metrics(registry: CollectorRegistry, version: str = "") -> Metrics:
         ),
         deadlettered=Counter(
             "cwn_deadlettered_total",
-            "Raw records rejected to the dead-letter topic, by the field that was wrong.",
+            "Records written to the dead-letter topic (a whole raw record, or one item of it), "
+            "by the field that was wrong.",
             ["stage", "reason"],
+            registry=registry,
+        ),
+        raw_records=Counter(
+            "cwn_raw_records_total",
+            "Raw records normalised, by what they became: accepted (gave alerts), skipped (held "
+            "nothing to alert on) or rejected (dead-lettered whole).",
+            ["outcome"],
+            registry=registry,
+        ),
+        skipped=Counter(
+            "cwn_skipped_items_total",
+            "Items of raw records deliberately not turned into alerts, by reason (for example a "
+            "Suricata flow event or a revoked STIX indicator).",
+            ["reason"],
             registry=registry,
         ),
         duplicates=Counter(

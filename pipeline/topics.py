@@ -12,6 +12,7 @@ ENRICHED = "cwn.alerts.enriched"
 DEADLETTER = "cwn.deadletter"
 MEMBERS = "cwn.members"
 SUBSCRIPTIONS = "cwn.subscriptions"
+FEEDS = "cwn.feeds"
 RECEIPTS = "cwn.delivery.receipts"
 DELIVERY_DEADLETTER = "cwn.delivery.deadletter"
 DELIVER_PREFIX = "cwn.deliver."
@@ -50,6 +51,7 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic(DELIVERY_DEADLETTER), p, month),
         TopicSpec(settings.topic(MEMBERS), 1, control),
         TopicSpec(settings.topic(SUBSCRIPTIONS), 1, control),
+        TopicSpec(settings.topic(FEEDS), 1, control),
     ]
 
 

@@ -25,8 +25,8 @@ from typing import Any
 
 from pipeline.bench import measure
 from pipeline.bench.passthrough import aiokafka_passthrough, confluent_passthrough
-from pipeline.control import publish_members
-from pipeline.demo.feed import FeedRecord, SampleFeed
+from pipeline.control import publish_feeds, publish_members
+from pipeline.demo.feed import FeedRecord, SampleFeed, demo_feeds
 from pipeline.demo.main import local_broker
 from pipeline.demo.run import (
     Worker,
@@ -304,6 +304,7 @@ def run_bench(base: Settings, options: BenchOptions, say: Say) -> dict[str, Any]
             ensure_topics(settings, pipeline_topics(settings))
             say(f"Importing {len(directory)} members...")
             publish_members(settings, directory)
+            publish_feeds(settings, demo_feeds())
             with running_workers(settings, options.workers, "bench") as workers:
                 say(f"pipeline: {len(records)} alerts...")
                 result["pipeline"] = pipeline_run(settings, workers, directory, records, options.timeout)

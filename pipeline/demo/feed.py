@@ -22,6 +22,7 @@ import orjson
 
 from pipeline.alert import SECTORS, build_alert
 from pipeline.directory import Member
+from pipeline.feeds import FeedRegistry, FeedSpec
 from pipeline.serde import alert_codec
 
 BAD_KINDS = ("not-json", "schema", "missing-field", "bad-ip", "unknown-tlp", "oversize")
@@ -35,6 +36,27 @@ BAD_FIELDS = {
     "oversize": "payload",
 }
 PROVIDER = "cwn-demo"
+#: The producer identity the sample feed writes as.
+PRODUCER = "cwn-demo"
+#: The feeds the sample feed writes; `demo_feeds()` declares them.
+DEMO_FEEDS = (
+    "ids-sensors",
+    "sinkhole-sensors",
+    "darknet-sensors",
+    "feed-sensors",
+    "sector-intel",
+    "broken-partner",
+)
+
+
+def demo_feeds() -> FeedRegistry:
+    """The feed registry the demo imports: the sample feed's feeds, in the native formats."""
+    return FeedRegistry(
+        FeedSpec(
+            id=f"{PROVIDER}/{name}", format="alert-json", producers=(PRODUCER,), description="Sample feed"
+        )
+        for name in DEMO_FEEDS
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +152,9 @@ class SampleFeed:
         feed = f"{alert['feed']['provider']}/{alert['feed']['name']}".encode()
         if serial % 1000 < self.avro_permille:  # some partners send Avro, the others JSON
             value = alert_codec().encode(build_alert(alert, now=self.now))
-            return FeedRecord(value, (("format", b"alert-avro"), ("feed", feed)), kind, serial, alert["id"])
-        headers = (("format", b"alert-json"), ("feed", feed))
+            headers = (("format", b"alert-avro"), ("feed", feed), ("producer", PRODUCER.encode()))
+            return FeedRecord(value, headers, kind, serial, alert["id"])
+        headers = (("format", b"alert-json"), ("feed", feed), ("producer", PRODUCER.encode()))
         return FeedRecord(orjson.dumps(alert), headers, kind, serial, alert["id"])
 
     def _alert(self, serial: int) -> dict[str, Any]:
@@ -205,7 +228,12 @@ class SampleFeed:
 
     def _bad(self, kind: str) -> FeedRecord:
         good = self._alert(self.serial_base + 9_000_000 + self.rng.randint(0, 999_999))
-        headers = (("format", b"alert-json"), ("feed", b"cwn-demo/broken-partner"))
+        good["feed"] = {"provider": PROVIDER, "name": "broken-partner"}
+        headers = (
+            ("format", b"alert-json"),
+            ("feed", b"cwn-demo/broken-partner"),
+            ("producer", PRODUCER.encode()),
+        )
         if kind == "not-json":
             value = b"<alert>this is not json</alert>"
         elif kind == "schema":

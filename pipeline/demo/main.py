@@ -14,8 +14,8 @@ from rich.live import Live
 from rich.table import Table
 
 from pipeline.broker import LocalBroker
-from pipeline.control import publish_members
-from pipeline.demo.feed import SampleFeed
+from pipeline.control import publish_feeds, publish_members
+from pipeline.demo.feed import SampleFeed, demo_feeds
 from pipeline.demo.run import Counts, Worker, cleanup_namespace, produce_feed, running_workers, wait_settled
 from pipeline.directory import Directory, generate_members
 from pipeline.kafka import ensure_topics, wait_for_cluster
@@ -70,6 +70,7 @@ def run_demo(base: Settings, options: DemoOptions, console: Console, quiet: bool
         directory = Directory(generate_members(options.members))
         say(f"Importing {len(directory)} members and creating their topics...")
         publish_members(settings, directory)
+        publish_feeds(settings, demo_feeds())
         try:
             with running_workers(settings, options.workers, "w", keep=options.keep) as workers:
                 feed = SampleFeed(list(directory), max_message_bytes=settings.max_message_bytes)
@@ -129,7 +130,10 @@ def _table(counts: Counts, settings: Settings, state: str) -> Table:
     table.add_column("records", justify="right")
     rows = [
         ("ingested (raw topic)", counts.ingested),
-        ("normalised", counts.normalised),
+        ("raw records accepted", counts.accepted),
+        ("raw records skipped", counts.skipped),
+        ("raw records rejected", counts.rejected),
+        ("alerts normalised", counts.normalised),
         ("dead-lettered (bad input)", counts.deadlettered),
         ("duplicates dropped", counts.duplicates),
         ("unique", counts.unique),

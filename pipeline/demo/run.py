@@ -172,8 +172,12 @@ class Counts:
     """What the pipeline did with the records of one run."""
 
     ingested: int = 0
+    accepted: int = 0
+    skipped: int = 0
+    rejected: int = 0
     normalised: int = 0
     deadlettered: int = 0
+    deadletters_written: int = 0
     duplicates: int = 0
     unique: int = 0
     enriched: int = 0
@@ -184,9 +188,14 @@ class Counts:
 
     @property
     def lost(self) -> int:
-        """Records the counts cannot account for (see Guarantees in the design)."""
+        """Records the counts cannot account for (see Guarantees in the design).
+
+        A raw record is accepted (it gave alerts), skipped (nothing in it to alert on) or
+        rejected; every alert is unique or a duplicate; every dead letter counted was written.
+        """
         return (
-            max(0, self.ingested - self.normalised - self.deadlettered)
+            max(0, self.ingested - self.accepted - self.skipped - self.rejected)
+            + max(0, self.deadletters_written - self.deadlettered)
             + max(0, self.normalised - self.unique - self.duplicates)
             + max(0, self.unique - self.enriched)
             + max(0, self.expected_deliveries - self.deliveries)
@@ -194,7 +203,8 @@ class Counts:
 
     def settled(self) -> bool:
         return (
-            self.ingested == self.normalised + self.deadlettered
+            self.ingested == self.accepted + self.skipped + self.rejected
+            and self.deadlettered == self.deadletters_written
             and self.normalised == self.unique + self.duplicates
             and self.enriched == self.unique
             and self.route_read == self.enriched
@@ -209,6 +219,11 @@ def member_topics(settings: Settings) -> list[str]:
     return list_topics(settings, member_topic_prefix(settings))
 
 
+def _sum_of(samples: dict[str, float], name: str) -> int:
+    """The sum of a metric over all its label values."""
+    return int(sum(value for key, value in samples.items() if key.startswith(name + "{")))
+
+
 def snapshot(settings: Settings, workers: Sequence[Worker], topics: list[str]) -> Counts:
     """Counts from the broker's offsets and the workers' metrics (cheap; polled while running)."""
     names = {k: settings.topic(k) for k in (RAW, NORMALISED, DEADLETTER, ENRICHED)}
@@ -221,6 +236,10 @@ def snapshot(settings: Settings, workers: Sequence[Worker], topics: list[str]) -
         ingested=counts[names[RAW]],
         normalised=counts[names[NORMALISED]],
         deadlettered=counts[names[DEADLETTER]],
+        accepted=int(metrics.get('cwn_raw_records_total{outcome="accepted"}', 0)),
+        skipped=int(metrics.get('cwn_raw_records_total{outcome="skipped"}', 0)),
+        rejected=int(metrics.get('cwn_raw_records_total{outcome="rejected"}', 0)),
+        deadletters_written=_sum_of(metrics, "cwn_deadlettered_total"),
         duplicates=int(metrics.get("cwn_duplicates_total", 0)),
         unique=counts[names[ENRICHED]],  # each first sighting is written once, enriched
         enriched=counts[names[ENRICHED]],

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pipeline.alert import Alert, Rejected, build_alert
-from pipeline.parsers.base import ParseContext
+from pipeline.parsers.base import ParseContext, Parsed, build
+from pipeline.rejected import Rejected
 from pipeline.serde import SerdeError, alert_codec
 
 
-def parse(payload: bytes, context: ParseContext) -> list[Alert]:
+def parse(payload: bytes, context: ParseContext) -> Parsed:
     """Decode one Avro alert; a producer's Avro is validated like JSON, never trusted as is."""
     try:
         data = alert_codec().decode(payload)
     except SerdeError as exc:
         raise Rejected("payload", str(exc)) from exc
-    return [build_alert(data, default_tlp=context.default_tlp, now=context.now)]
+    return Parsed(alerts=[build(data, context, payload)])

@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.broker import LocalBroker
-from pipeline.control import publish_members
+from pipeline.control import publish_feeds, publish_members
+from pipeline.demo.feed import demo_feeds
 from pipeline.demo.run import Worker, cleanup_namespace, remove_state
 from pipeline.directory import Directory
+from pipeline.feeds import FeedRegistry
 from pipeline.kafka import ensure_topics
 from pipeline.settings import Settings
 from pipeline.topics import pipeline_topics
@@ -93,7 +95,9 @@ class Pipeline:
         worker.wait_ready()
         return worker
 
-    def import_members(self, directory: Directory) -> None:
+    def import_members(self, directory: Directory, feeds: FeedRegistry | None = None) -> None:
+        """Import the members, and the feeds (the sample feed's unless others are given)."""
+        publish_feeds(self.settings, feeds or demo_feeds())
         publish_members(self.settings, directory)
 
     def stop(self) -> None:

@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from pipeline.control import publish_members, read_directory, remove_member
-from pipeline.demo.feed import FeedRecord
+from pipeline.control import publish_feeds, publish_members, read_directory, remove_member
+from pipeline.demo.feed import PRODUCER, FeedRecord, demo_feeds
 from pipeline.demo.run import Worker, member_topics, produce_feed
 from pipeline.directory import Constituency, Directory, Member, Subscription
+from pipeline.feeds import FeedRegistry, FeedSpec
 from pipeline.kafka import read_topics
 from pipeline.settings import Settings
+from pipeline.topics import DEADLETTER
 from tests.integration.conftest import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -34,7 +36,7 @@ def energy_member(member_id: str, n: int) -> Member:
 def intel(serial: int) -> FeedRecord:
     alert = {
         "time_observation": (datetime.now(UTC) - timedelta(seconds=5)).isoformat(),
-        "feed": {"provider": "cert", "name": "intel"},
+        "feed": {"provider": "cwn-demo", "name": "sector-intel"},
         "taxonomy": "malicious-code",
         "type": "c2-server",
         "severity": "high",
@@ -42,9 +44,8 @@ def intel(serial: int) -> FeedRecord:
         "sectors": ["energy"],
         "indicators": [{"type": "domain", "value": f"c2-{serial}.example"}],
     }
-    return FeedRecord(
-        orjson.dumps(alert), (("format", b"alert-json"), ("feed", b"cert/intel")), "unique", serial
-    )
+    headers = (("format", b"alert-json"), ("feed", b"cwn-demo/sector-intel"), ("producer", PRODUCER.encode()))
+    return FeedRecord(orjson.dumps(alert), headers, "unique", serial)
 
 
 def receivers(settings: Settings) -> dict[str, set[str]]:
@@ -122,3 +123,35 @@ def test_invalid_directory_keeps_the_last_valid_one(settings: Settings, pipeline
     time.sleep(2)
     assert worker.scrape()["cwn_directory_version"] == version
     assert worker.scrape()["cwn_directory_members"] == 1
+
+
+def test_feed_registry_changes_apply_live(settings: Settings, pipeline: Pipeline) -> None:
+    pipeline.import_members(Directory([energy_member("e1", 1)]))
+    worker = pipeline.start_worker()
+    partner = FeedSpec(id="partner/intel", format="alert-json", producers=("partner-gw",))
+
+    def record(serial: int) -> FeedRecord:
+        alert = orjson.loads(intel(serial).value) | {"feed": {"provider": "partner", "name": "intel"}}
+        headers = (("feed", b"partner/intel"), ("producer", b"partner-gw"))
+        return FeedRecord(orjson.dumps(alert), headers, "unique", serial)
+
+    def dead_fields() -> list[str]:
+        dead = read_topics(settings, [settings.topic(DEADLETTER)])
+        return [dict(m.headers())["cwn.error.field"].decode() for m in dead]
+
+    produce_feed(settings, [record(10)])
+    wait_for(lambda: dead_fields() == ["feed"])
+
+    version = worker.scrape()["cwn_directory_version"]
+    with_partner = FeedRegistry([*demo_feeds(), partner])
+    publish_feeds(settings, with_partner)
+    wait_directory_version(worker, version + 1)
+    produce_feed(settings, [record(11)])
+    wait_for(lambda: receivers(settings).get("e1") == {"c2-11.example"})
+
+    version = worker.scrape()["cwn_directory_version"]
+    assert publish_feeds(settings, demo_feeds(), current=with_partner) == {"feeds": 6, "feeds_removed": 1}
+    wait_directory_version(worker, version + 1)
+    produce_feed(settings, [record(12)])
+    wait_for(lambda: dead_fields() == ["feed", "feed"])
+    assert receivers(settings)["e1"] == {"c2-11.example"}

@@ -11,8 +11,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from pipeline.alert import Rejected
-from pipeline.demo.feed import BAD_FIELDS, FeedRecord, SampleFeed
+from pipeline.demo.feed import BAD_FIELDS, FeedRecord, SampleFeed, demo_feeds
 from pipeline.demo.run import Worker, cleanup_namespace, member_topics, produce_feed, wait_settled
 from pipeline.directory import Directory, generate_members
 from pipeline.enrich import enrich
@@ -33,18 +32,17 @@ def expected_outcome(
     """What the pipeline must produce, from the pure functions: (fingerprint, member) pairs and
     the dead letters as (original bytes, field)."""
     index = RoutingIndex(directory)
-    limits = Limits(settings.max_message_bytes, settings.default_tlp)
+    limits = Limits(settings.max_message_bytes)
+    feeds = demo_feeds()
     now = datetime.now(UTC)
     seen: set[str] = set()
     pairs: set[tuple[str, str]] = set()
     dead: Counter = Counter()
     for record in records:
-        try:
-            alerts = normalise(record.value, dict(record.headers), limits, now)
-        except Rejected as rejected:
+        parsed = normalise(record.value, dict(record.headers), feeds, limits, now)
+        for rejected in parsed.rejected:
             dead[(record.value, rejected.field)] += 1
-            continue
-        for alert in alerts:
+        for alert in parsed.alerts:
             if alert["fingerprint"] in seen:
                 continue
             seen.add(alert["fingerprint"])
@@ -94,7 +92,8 @@ def test_ten_thousand_alerts_exactly(settings: Settings, pipeline: Pipeline) -> 
     assert {field for _, field in got_dead} == set(BAD_FIELDS.values())
 
     assert counts.as_dict() | {"expected_deliveries": 0} == {
-        "ingested": 10_000, "normalised": 9_900, "deadlettered": 100, "duplicates": 3_000,
+        "ingested": 10_000, "accepted": 9_900, "skipped": 0, "rejected": 100, "normalised": 9_900,
+        "deadlettered": 100, "deadletters_written": 100, "duplicates": 3_000,
         "unique": 6_900, "enriched": 6_900, "route_read": 6_900, "routed": len(expected_pairs),
         "deliveries": len(expected_pairs), "expected_deliveries": 0, "lost": 0,
     }  # fmt: skip

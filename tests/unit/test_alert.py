@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.alert import Rejected, build_alert, canonical_ip, canonical_tlp
+from pipeline.alert import Rejected, build_alert, canonical_tlp
+from pipeline.observables import canonical_ip
 from tests.unit.strategies import alert_data
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)

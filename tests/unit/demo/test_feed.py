@@ -1,12 +1,12 @@
 from collections import Counter
 from datetime import UTC, datetime
 
-from pipeline.alert import Rejected
-from pipeline.demo.feed import BAD_FIELDS, SampleFeed
+from pipeline.demo.feed import BAD_FIELDS, SampleFeed, demo_feeds
 from pipeline.directory import generate_members
 from pipeline.normalise import Limits, normalise
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
+FEEDS = demo_feeds()
 
 
 def test_feed_ratios_and_ground_truth():
@@ -16,12 +16,13 @@ def test_feed_ratios_and_ground_truth():
     assert kinds == {"unique": 690, "duplicate": 300, "bad": 10}
     seen = {}
     for record in records:
-        try:
-            (alert,) = normalise(record.value, dict(record.headers), Limits(4096), NOW)
-        except Rejected as rejected:
+        parsed = normalise(record.value, dict(record.headers), FEEDS, Limits(4096), NOW)
+        if parsed.rejected:
+            (rejected,) = parsed.rejected
             assert record.serial < 0
             assert rejected.field == BAD_FIELDS[record.kind]
             continue
+        (alert,) = parsed.alerts
         if record.kind == "unique":
             assert alert["fingerprint"] not in seen
             seen[alert["fingerprint"]] = record.serial
@@ -42,7 +43,7 @@ def test_later_rounds_bring_new_alerts():
     for _ in range(2):
         round_ = set()
         for record in feed.records(200):
-            (alert,) = normalise(record.value, dict(record.headers), Limits(512 * 1024), NOW)
+            (alert,) = normalise(record.value, dict(record.headers), FEEDS, Limits(512 * 1024), NOW).alerts
             round_.add(alert["fingerprint"])
         fingerprints.append(round_)
     assert not fingerprints[0] & fingerprints[1]

@@ -20,7 +20,7 @@ def valid() -> dict:
 
 def test_valid_avro_parses():
     alert = valid()
-    (parsed,) = parse(alert_codec().encode(alert), CTX)
+    (parsed,) = parse(alert_codec().encode(alert), CTX).alerts
     assert parsed == alert
 
 

@@ -20,12 +20,12 @@ ALERT = {
 
 
 def test_feed_header_fills_missing_feed():
-    (alert,) = parse(orjson.dumps(ALERT), CTX)
+    (alert,) = parse(orjson.dumps(ALERT), CTX).alerts
     assert alert["feed"] == {"provider": "cert", "name": "ids", "partner": None}
 
 
-def test_body_feed_wins():
-    (alert,) = parse(orjson.dumps(ALERT | {"feed": {"provider": "a", "name": "b"}}), CTX)
+def test_body_feed_stands_when_no_feed_is_declared():
+    (alert,) = parse(orjson.dumps(ALERT | {"feed": {"provider": "a", "name": "b"}}), CTX).alerts
     assert alert["feed"]["provider"] == "a"
 
 
