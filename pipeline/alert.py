@@ -175,7 +175,7 @@ class _SchemaWalker:
         known = {f["name"] for f in node["fields"]}
         unknown = sorted(str(k) for k in value if k not in known)
         if unknown:
-            raise Rejected(_join(path, unknown[0]), "unknown field")
+            raise Rejected(_join(path, unknown[0][:64] or '""'), "unknown field")
         out: dict[str, Any] = {}
         for field in node["fields"]:
             name = field["name"]

@@ -226,6 +226,15 @@ def bench(
         err.print(result)
 
 
+def _register_partner_commands() -> None:
+    from pipeline.partner.cli import register
+
+    register(app)
+
+
+_register_partner_commands()
+
+
 def main() -> None:
     app()
 

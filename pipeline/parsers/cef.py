@@ -163,7 +163,8 @@ def _severity(value: str) -> str:
     if value.lower() in _NAMED_SEVERITY:
         return _NAMED_SEVERITY[value.lower()]
     number = integer(value, "header.severity", 0, 10)
-    assert number is not None
+    if number is None:
+        raise Rejected("header.severity", "missing")
     return "low" if number <= 3 else "medium" if number <= 6 else "high" if number <= 8 else "critical"
 
 

@@ -148,7 +148,7 @@ def _attributes(event: dict[str, Any], parsed: Parsed) -> tuple[list[dict[str, s
         if kind == "link" and isinstance(value, str):
             references.append(value[:2048])
             continue
-        if not attribute.get("to_ids") or kind not in _TYPES:
+        if not attribute.get("to_ids") or not isinstance(kind, str) or kind not in _TYPES:
             continue
         try:
             for item in _indicators(kind, value):

@@ -75,6 +75,10 @@ _HASH_NAMES = {
 }
 
 
+#: What an `indicates` relationship may point at to name the threat behind an indicator.
+_INDICATED = ("malware", "attack-pattern", "campaign")
+
+
 class Bundle:
     """The objects of one bundle by id, with the relationships and markings they need."""
 
@@ -83,9 +87,10 @@ class Bundle:
         self.malware_of: dict[str, list[dict[str, Any]]] = {}
         for rel in objects:
             if rel.get("type") == "relationship" and rel.get("relationship_type") == "indicates":
-                target = self.by_id.get(rel.get("target_ref"))  # type: ignore[arg-type]
-                if target is not None and target.get("type") in ("malware", "attack-pattern", "campaign"):
-                    self.malware_of.setdefault(rel.get("source_ref"), []).append(target)  # type: ignore[arg-type]
+                target = self.by_id.get(_s(rel, "target_ref"))
+                source = _s(rel, "source_ref")
+                if target is not None and source and _s(target, "type") in _INDICATED:
+                    self.malware_of.setdefault(source, []).append(target)
 
     def tlp(self, obj: dict[str, Any]) -> str | None:
         """The most restrictive TLP among the object's markings, if any is a TLP marking."""
@@ -98,6 +103,12 @@ class Bundle:
             if label:
                 found.append(label)
         return max(found, key=_TLP_RANK.index) if found else None
+
+
+def _s(obj: dict[str, Any], key: str) -> str:
+    """A property that must be text (an id, a type, a reference); anything else reads as ""."""
+    value = obj.get(key)
+    return value if isinstance(value, str) else ""
 
 
 def _marking_label(marking: dict[str, Any] | None) -> str | None:
@@ -125,7 +136,7 @@ def parse(payload: bytes, context: ParseContext) -> Parsed:
         raise Rejected("type", "expected a STIX bundle or a STIX object")
     objects = [o for o in objects if isinstance(o, dict)]
     bundle = Bundle(objects)
-    items = ((f"objects[{i}]", o) for i, o in enumerate(objects) if o.get("type") in _HANDLERS)
+    items = ((f"objects[{i}]", o) for i, o in enumerate(objects) if _s(o, "type") in _HANDLERS)
     return each(items, lambda obj: _HANDLERS[obj["type"]](obj, bundle, context))
 
 
@@ -146,7 +157,7 @@ def _indicator(obj: dict[str, Any], bundle: Bundle, context: ParseContext) -> li
     indicators = pattern_indicators(pattern)
     if not indicators:
         raise Skip("stix pattern without a supported observable")
-    malware = bundle.malware_of.get(obj.get("id"), [])  # type: ignore[arg-type]
+    malware = bundle.malware_of.get(_s(obj, "id"), [])
     return _alerts(
         obj, bundle, context, indicators, malware, observed=obj.get("modified") or obj.get("created")
     )
@@ -169,7 +180,7 @@ def pattern_indicators(pattern: str) -> list[dict[str, str]]:
 
 
 def _sighting(obj: dict[str, Any], bundle: Bundle, context: ParseContext) -> list[Alert]:
-    sighted = bundle.by_id.get(obj.get("sighting_of_ref"))  # type: ignore[arg-type]
+    sighted = bundle.by_id.get(_s(obj, "sighting_of_ref"))
     indicators: list[dict[str, str]] = []
     malware: list[dict[str, Any]] = []
     if sighted is not None and sighted.get("type") == "indicator" and isinstance(sighted.get("pattern"), str):
@@ -237,7 +248,7 @@ def _observables(obj: dict[str, Any], bundle: Bundle) -> Iterator[tuple[str, dic
     for key, sco in scos.items():
         if sco is None:
             continue
-        kind = _SCO_TYPES.get(sco.get("type"))  # type: ignore[arg-type]
+        kind = _SCO_TYPES.get(_s(sco, "type"))
         if kind and isinstance(sco.get("value"), str):
             yield roles.get(key, "observable"), {"type": kind, "value": sco["value"]}
         elif sco.get("type") == "file" and isinstance(sco.get("hashes"), dict):

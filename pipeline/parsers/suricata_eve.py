@@ -64,7 +64,8 @@ def parse(payload: bytes, context: ParseContext) -> Parsed:
 def _event(event: dict[str, Any], context: ParseContext) -> list[Alert]:
     kind = event.get("event_type")
     if kind != "alert":
-        raise Skip(f"eve event_type {kind}" if kind in _KNOWN_TYPES else "eve event_type other")
+        known = isinstance(kind, str) and kind in _KNOWN_TYPES
+        raise Skip(f"eve event_type {kind}" if known else "eve event_type other")
     rule = event.get("alert")
     if not isinstance(rule, dict):
         raise Rejected("alert", "an alert event without its alert object")
