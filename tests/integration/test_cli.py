@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from pipeline.kafka import read_topics
 from pipeline.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -101,3 +102,41 @@ def test_demo_reports_nothing_lost(settings: Settings) -> None:
     assert report["members"] == 1152 and report["deliveries"] > report["unique"]
     assert set(report) >= {"ingested", "normalised", "deadlettered", "duplicates", "unique", "deliveries",
                            "members", "lost", "seconds"}  # fmt: skip
+
+
+def test_feeds_import_list_and_produce(settings: Settings, tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    imported = cwn(settings, "feeds", "import", str(root / "feeds.yaml"))
+    assert imported.returncode == 0, imported.stderr
+    assert orjson.loads(imported.stdout) == {"feeds": 9, "feeds_removed": 0}
+    listed = cwn(settings, "feeds", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert "abusech/urlhaus" in {f["id"] for f in orjson.loads(listed.stdout)}
+
+    sample = root / "tests" / "samples" / "cef" / "firewall-and-ids.log"
+    produced = cwn(
+        settings, "produce", "--feed", "soc-partner/siem", "--producer", "siem-forwarder", str(sample)
+    )
+    assert produced.returncode == 0, produced.stderr
+    summary = orjson.loads(produced.stdout)
+    assert (summary["sent"], summary["acknowledged"], summary["failed"], summary["pending"]) == (5, 5, 0, 0)
+    raw = read_topics(settings, [settings.topic("cwn.alerts.raw")])
+    assert sorted(m.value() for m in raw) == sorted(sample.read_bytes().splitlines())
+    assert {dict(m.headers())["producer"] for m in raw} == {b"siem-forwarder"}
+    assert {dict(m.headers())["format"] for m in raw} == {b"cef"}
+
+    piped = cwn(
+        settings,
+        "produce",
+        "--feed",
+        "cert/alerts",
+        "--producer",
+        "cert-analysts",
+        "--format",
+        "alert-json",
+        "-",
+        stdin=b"",
+    )
+    assert piped.returncode == 0 and orjson.loads(piped.stdout)["sent"] == 0
+    unsplittable = cwn(settings, "produce", "--feed", "x/y", "--producer", "p", "-", stdin=b"plain words")
+    assert unsplittable.returncode == 2 and b"--format" in unsplittable.stderr

@@ -107,3 +107,26 @@ def _slots(node):
         for index, value in enumerate(node):
             yield node, index
             yield from _slots(value)
+
+
+def test_shifted_samples_parse_alike_at_the_shifted_time():
+    """The integration tests send samples moved to the present; moving must not change them."""
+    from datetime import timedelta
+
+    from pipeline.parsers import ParseContext
+    from tests.unit.parsers.samples import NOW, shift_times
+
+    delta = timedelta(days=3, hours=5, minutes=7)
+    for fmt, paths in SAMPLE_FILES.items():
+        for path in paths:
+            ctx = context(FEED_OF[fmt])
+            later = ParseContext.of(ctx.spec, NOW + delta) if ctx.spec else ctx
+            before = PARSERS[fmt](path.read_bytes(), ctx)
+            after = PARSERS[fmt](shift_times(path.read_bytes(), delta), later)
+            assert [(r.item, r.field) for r in after.rejected] == [
+                (r.item, r.field) for r in before.rejected
+            ], path
+            assert after.skipped == before.skipped, path
+            assert [a["time_observation"] - delta for a in after.alerts] == [
+                a["time_observation"] for a in before.alerts
+            ], path
