@@ -44,9 +44,6 @@ class Settings(BaseSettings):
     state_dir: Path = Field(default=Path(".cwn"), description="Local broker, demo and cache directory.")
     dedup_window_seconds: int = Field(default=24 * 3600, ge=1, description="Dedup window.")
     max_message_bytes: int = Field(default=512 * 1024, ge=1024, description="Largest raw record accepted.")
-    default_tlp: Literal["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"] = Field(
-        default="AMBER", description="TLP applied to an alert that carries no label."
-    )
     batch_size: int = Field(default=500, ge=1, le=100_000, description="Records per agent batch.")
     batch_seconds: float = Field(default=0.01, gt=0, le=10, description="Longest batch wait.")
     fetch_wait_ms: int = Field(

@@ -143,7 +143,7 @@ def parse_command(
         records,
         spec,
         Limits(max_bytes),
-        now.astimezone(UTC) if now and now.tzinfo else (now or datetime.now(UTC)).replace(tzinfo=UTC),
+        _as_utc(now) if now else datetime.now(UTC),
         on_alert=lambda alert: out.write(to_json(alert) + b"\n"),
         on_rejection=lambda rejection: errors.write(_json_line(rejection)),
     )
@@ -197,6 +197,10 @@ def _send_all(sender: object, records: list[FileRecord], progress: bool) -> None
         for record in records:
             sender.send(record.value)  # type: ignore[attr-defined]
             bar.advance(task)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _json_line(value: object) -> bytes:
