@@ -21,9 +21,11 @@ app = typer.Typer(
 kafka_app = typer.Typer(help="The local single-node Kafka broker.", no_args_is_help=True)
 topics_app = typer.Typer(help="Pipeline topics.", no_args_is_help=True)
 members_app = typer.Typer(help="The member directory.", no_args_is_help=True)
+route_app = typer.Typer(help="Routing: who receives an alert and why.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(members_app, name="members")
+app.add_typer(route_app, name="route")
 
 err = Console(stderr=True)
 
@@ -161,6 +163,65 @@ def members_list(
         print(f"{member.id}\t{sectors}\t{len(member.subscriptions)} subscriptions\t{member.name}")
 
 
+@route_app.command("explain")
+def route_explain(
+    file: Annotated[
+        str, typer.Argument(help="An alert as JSON (one object, or JSON lines), or - for stdin.")
+    ],
+    member: Annotated[
+        list[str] | None, typer.Option("--member", help="Give this member's decision in full (repeatable).")
+    ] = None,
+    everyone: Annotated[bool, typer.Option("--all", help="Give every member's decision in full.")] = False,
+    directory_file: Annotated[
+        Path | None, typer.Option("--directory", help="A directory YAML instead of the directory in force.")
+    ] = None,
+) -> None:
+    """Who receives an alert, through which rule, and why every other member does not (TLP,
+    subscription, constituency): one JSON object per alert on stdout."""
+    from datetime import UTC, datetime
+
+    from pipeline.alert import Rejected, build_alert, parse_time
+    from pipeline.control import read_directory
+    from pipeline.routing import RoutingIndex
+    from pipeline.routing.report import explain_report
+    from pipeline.serde import SerdeError, from_json
+
+    data = sys.stdin.buffer.read() if file == "-" else _read_file(Path(file))
+    directory = _load_directory_file(directory_file) if directory_file else read_directory(settings())
+    index = RoutingIndex(directory)  # type: ignore[arg-type]
+    lines = [line for line in data.splitlines() if line.strip()]
+    documents = [data] if data.lstrip()[:1] == b"{" and len(lines) > 1 and not _all_json(lines) else lines
+    for number, document in enumerate(documents, start=1):
+        try:
+            data = from_json(document)
+            # Explaining an alert of any age: its observation time is not what is in question.
+            observed = data.get("time_observation") if isinstance(data, dict) else None
+            alert = build_alert(
+                data, now=parse_time(observed, "time_observation") if observed else datetime.now(UTC)
+            )
+        except (Rejected, SerdeError, TypeError) as exc:
+            err.print(f"[red]alert {number}: {exc}[/red] (an alert as JSON, shaped like schemas/alert.avsc)")
+            raise typer.Exit(2) from exc
+        print_json(explain_report(alert, index, member, everyone))
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        err.print(f"[red]{path}: {exc.strerror or exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
+def _all_json(lines: list[bytes]) -> bool:
+    from pipeline.serde import SerdeError, from_json
+
+    try:
+        return all(isinstance(from_json(line), dict) for line in lines)
+    except SerdeError:
+        return False
+
+
 @app.command()
 def worker() -> None:
     """Run one pipeline worker (all its agents) until SIGTERM or Ctrl-C."""
@@ -199,6 +260,9 @@ def demo(
 @app.command()
 def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    suite: Annotated[
+        str, typer.Option(help="pipeline: the pipeline on Kafka; routing: routing cost against member count.")
+    ] = "pipeline",
     alerts: Annotated[int, typer.Option(help="Corpus size (alerts in the raw topic).")] = 50_000,
     members: Annotated[int, typer.Option(help="Synthetic members in the directory.")] = 1152,
     latency_seconds: Annotated[float, typer.Option(help="Seconds of open-loop load per level.")] = 10.0,
@@ -208,8 +272,19 @@ def bench(
         int, typer.Option(help="Dedup keys the killed worker must replay in the recovery test.")
     ] = 1_000_000,
 ) -> None:
-    """Measure the pipeline against raw Kafka pass-through on the local broker (or KAFKA_BOOTSTRAP)."""
+    """Measure the pipeline against raw Kafka pass-through on the local broker (or KAFKA_BOOTSTRAP),
+    or with `--suite routing` the routing cost per alert for 100, 1,152 and 10,000 members."""
     from pipeline.bench.run import BenchOptions, run_bench
+
+    if suite not in ("pipeline", "routing"):
+        err.print(f"[red]Unknown suite {suite!r}[/red]: pipeline or routing.")
+        raise typer.Exit(2)
+    if suite == "routing":
+        from pipeline.bench.routing import run_routing_suite
+
+        result = run_routing_suite(say=lambda text: err.print(text))
+        print_json(result) if as_json else err.print(result)
+        return
 
     options = BenchOptions(
         alerts=alerts,

@@ -119,11 +119,19 @@ def decide(
 def candidates(alert: Alert, audience: Audience, index: RoutingIndex) -> set[str]:
     """Members that may possibly receive the alert; every other member certainly does not."""
     found = set(audience.recipients) | set(audience.inside)
-    if audience.tlp in ("CLEAR", "GREEN", "AMBER"):
-        rank = SEVERITY_RANK[alert["severity"]]
-        for sector in (*alert.get("sectors", ()), None):
-            for members in index.subscribers_up_to(sector, rank):
-                found.update(members)
+    if audience.tlp not in ("CLEAR", "GREEN", "AMBER"):
+        return found
+    allowed: set[str] | None = None
+    if audience.tlp == "AMBER":
+        # Beyond owners and recipients, AMBER reaches only its sharing groups: the candidates
+        # are the subscribers within them, so the cost follows the audience, not the network.
+        allowed = set().union(*(index.group_members.get(g, ()) for g in audience.sharing_groups))
+        if not allowed:
+            return found
+    rank = SEVERITY_RANK[alert["severity"]]
+    for sector in (*alert.get("sectors", ()), None):
+        for members in index.subscribers_up_to(sector, rank):
+            found.update(members if allowed is None else members & allowed)
     return found
 
 
