@@ -29,7 +29,7 @@ from faust.streams import _current_event as faust_current_event
 
 from connectors.core import Delivery, Outcome
 from connectors.member_topic import MemberTopicConnector
-from pipeline.alert import Alert, load_schema
+from pipeline.alert import SEVERITY_RANK, Alert, load_schema
 from pipeline.control import DirectoryView
 from pipeline.dedupe import Seen, Verdict, observe, stamp, to_us
 from pipeline.enrich import enrich
@@ -209,8 +209,9 @@ def normalise_agent(ctx: StageContext) -> Agent:
 def dispatch_agent(ctx: StageContext, table: Any) -> Agent:
     """Normalised alerts -> dedupe, enrich and route in one pass.
 
-    Writes each first sighting, enriched, to `cwn.alerts.enriched` (the audit stream) and one
-    record per (alert, member) to the member topics. Doing the three stages in one agent saves
+    Writes each first sighting and each update (a repeat more severe than any before it in the
+    window), enriched, to `cwn.alerts.enriched` (the audit stream) and one record per (alert,
+    member) to the member topics. Doing the three stages in one agent saves
     two topic hops (a decode, an encode, a produce and a fetch each) on the hot path; they stay
     separate pure functions, with their own metrics.
     """
@@ -226,8 +227,8 @@ def dispatch_agent(ctx: StageContext, table: Any) -> Agent:
         ctx.send_batch, lambda member_id: member_topic(settings, member_id), format_for
     )
 
-    def first_sighting(event: Any, alert: Alert) -> Seen | None:
-        """The dedup window after this sighting, or None when it is a duplicate."""
+    def sighting(event: Any, alert: Alert) -> tuple[Seen, Verdict]:
+        """The dedup window after this sighting, and whether to forward it."""
         message = event.message
         with table_event(event):
             stored = table.get(message.key)
@@ -236,10 +237,11 @@ def dispatch_agent(ctx: StageContext, table: Any) -> Agent:
                 to_us(alert["time_observation"]),
                 (message.partition, message.offset),
                 window_us,
+                SEVERITY_RANK[alert["severity"]],
             )
             if verdict is not Verdict.REPLAY:
                 table[message.key] = seen.to_bytes()
-        return None if verdict is Verdict.DUPLICATE else seen
+        return seen, verdict
 
     async def agent(stream: Any) -> None:
         await ctx.directory_ready()
@@ -251,14 +253,16 @@ def dispatch_agent(ctx: StageContext, table: Any) -> Agent:
             records: list[Record] = []
             deliveries: list[Delivery] = []
             spent = {"dedupe": 0.0, "enrich": 0.0, "route": 0.0}
+            updates = 0
             for event in events:
                 t0 = clock()
                 alert = codec.decode(event.message.value)
-                seen = first_sighting(event, alert)
+                seen, verdict = sighting(event, alert)
                 t1 = clock()
                 spent["dedupe"] += t1 - t0
-                if seen is None:
+                if not verdict.forwarded:
                     continue
+                updates += verdict is Verdict.UPDATE
                 alert = enrich(stamp(alert, seen), index)
                 records.append((enriched_topic, event.message.key, codec.encode(alert), []))
                 t2 = clock()
@@ -266,13 +270,14 @@ def dispatch_agent(ctx: StageContext, table: Any) -> Agent:
                 deliveries += [Delivery(d.member_id, d.rule, alert) for d in route(alert, index)]
                 spent["route"] += clock() - t2
             audit = await ctx.send_batch(records)
-            unique = len(records)
+            forwarded = len(records)
             m.records_in.labels("dedupe").inc(len(events))
-            m.records_out.labels("dedupe").inc(unique)
-            m.duplicates.inc(len(events) - unique)
-            m.records_in.labels("enrich").inc(unique)
-            m.records_out.labels("enrich").inc(unique)
-            m.records_in.labels("route").inc(unique)
+            m.records_out.labels("dedupe").inc(forwarded)
+            m.duplicates.inc(len(events) - forwarded)
+            m.updates.inc(updates)
+            m.records_in.labels("enrich").inc(forwarded)
+            m.records_out.labels("enrich").inc(forwarded)
+            m.records_in.labels("route").inc(forwarded)
             for stage, seconds in spent.items():
                 m.stage_seconds.labels(stage).observe(seconds)
             await in_flight.add(events, complete(audit, records, deliveries))

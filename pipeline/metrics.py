@@ -25,6 +25,7 @@ class Metrics:
     raw_records: Counter
     skipped: Counter
     duplicates: Counter
+    updates: Counter
     routed: Counter
     stage_seconds: Histogram
     latency_seconds: Histogram
@@ -68,6 +69,12 @@ def create_metrics(registry: CollectorRegistry, version: str = "") -> Metrics:
         ),
         duplicates=Counter(
             "cwn_duplicates_total", "Alerts dropped as repeats within the dedup window.", registry=registry
+        ),
+        updates=Counter(
+            "cwn_updates_total",
+            "Repeats forwarded as updates because they are more severe than every earlier sighting "
+            "in the dedup window.",
+            registry=registry,
         ),
         routed=Counter(
             "cwn_routed_total", "Member deliveries written, by routing rule.", ["rule"], registry=registry

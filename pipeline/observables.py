@@ -33,6 +33,11 @@ _DEFANGS = (
 )
 
 
+def digits(text: str) -> bool:
+    """True for a non-empty run of ASCII digits (str.isdigit also accepts "²", which int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def refang(text: str) -> str:
     """Undo the usual defanging: `hxxp`, `[.]`, `(.)`, `[dot]`, `[:]`, `[://]`, `[at]`."""
     if "[" not in text and "(" not in text and "{" not in text and text[:1].lower() not in "hf":
@@ -112,7 +117,7 @@ def canonical_hash(kind: str, value: str, field: str) -> str:
 
 def canonical_asn(value: str, field: str) -> str:
     text = value.strip().upper().removeprefix("AS")
-    if not text.isdigit() or not 1 <= int(text) <= 4_294_967_295:
+    if not digits(text) or not 1 <= int(text) <= 4_294_967_295:
         raise Rejected(field, f"not an AS number: {value[:32]!r}")
     return str(int(text))
 

@@ -179,6 +179,7 @@ class Counts:
     deadlettered: int = 0
     deadletters_written: int = 0
     duplicates: int = 0
+    updates: int = 0
     unique: int = 0
     enriched: int = 0
     route_read: int = 0
@@ -191,12 +192,13 @@ class Counts:
         """Records the counts cannot account for (see Guarantees in the design).
 
         A raw record is accepted (it gave alerts), skipped (nothing in it to alert on) or
-        rejected; every alert is unique or a duplicate; every dead letter counted was written.
+        rejected; every alert is a first sighting, an update or a dropped repeat; every dead letter
+        counted was written.
         """
         return (
             max(0, self.ingested - self.accepted - self.skipped - self.rejected)
             + max(0, self.deadletters_written - self.deadlettered)
-            + max(0, self.normalised - self.unique - self.duplicates)
+            + max(0, self.normalised - self.unique - self.updates - self.duplicates)
             + max(0, self.unique - self.enriched)
             + max(0, self.expected_deliveries - self.deliveries)
         )
@@ -205,8 +207,8 @@ class Counts:
         return (
             self.ingested == self.accepted + self.skipped + self.rejected
             and self.deadlettered == self.deadletters_written
-            and self.normalised == self.unique + self.duplicates
-            and self.enriched == self.unique
+            and self.normalised == self.unique + self.updates + self.duplicates
+            and self.enriched == self.unique + self.updates
             and self.route_read == self.enriched
             and self.routed == self.deliveries
         )
@@ -241,7 +243,8 @@ def snapshot(settings: Settings, workers: Sequence[Worker], topics: list[str]) -
         rejected=int(metrics.get('cwn_raw_records_total{outcome="rejected"}', 0)),
         deadletters_written=_sum_of(metrics, "cwn_deadlettered_total"),
         duplicates=int(metrics.get("cwn_duplicates_total", 0)),
-        unique=counts[names[ENRICHED]],  # each first sighting is written once, enriched
+        updates=(updates := int(metrics.get("cwn_updates_total", 0))),
+        unique=counts[names[ENRICHED]] - updates,  # each first sighting and update is written once
         enriched=counts[names[ENRICHED]],
         route_read=int(metrics.get('cwn_records_in_total{stage="route"}', 0)),
         routed=int(metrics.get('cwn_records_out_total{stage="route"}', 0)),

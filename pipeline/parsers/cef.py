@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.alert import Alert
+from pipeline.observables import digits
 from pipeline.parsers.base import ParseContext, Parsed, build, each, integer, lines, text
 from pipeline.rejected import Rejected
 from pipeline.taxonomy import classify
@@ -174,7 +175,7 @@ def _time(ext: dict[str, str], context: ParseContext) -> datetime:
         if not value:
             continue
         value = value.strip()
-        if value.isdigit():
+        if digits(value):
             try:
                 return datetime.fromtimestamp(int(value) / 1000, UTC)
             except (OverflowError, OSError, ValueError):

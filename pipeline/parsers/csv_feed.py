@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.alert import Alert
 from pipeline.feeds import CsvMapping
+from pipeline.observables import digits
 from pipeline.parsers.base import ParseContext, Parsed, Skip, build, each, integer, text_of
 from pipeline.rejected import Rejected
 from pipeline.taxonomy import classify
@@ -79,7 +80,7 @@ def _put(data: dict[str, Any], target: str, value: Any) -> None:
 
 def _time(value: str, column: str, time_format: str | None) -> Any:
     if time_format is None:
-        if value.isdigit():
+        if digits(value):
             return int(value)
         try:
             moment = datetime.fromisoformat(value.removesuffix("Z").removesuffix("z"))

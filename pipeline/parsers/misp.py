@@ -23,6 +23,7 @@ from typing import Any
 
 from pipeline import observables
 from pipeline.alert import MAX_INDICATORS
+from pipeline.observables import digits
 from pipeline.parsers.base import ParseContext, Parsed, build, each, json_value, split_indicators, text
 from pipeline.rejected import Rejected
 from pipeline.taxonomy import classify
@@ -215,7 +216,7 @@ def _malware(event: dict[str, Any], tags: list[str]) -> dict[str, Any] | None:
 
 
 def _epoch(value: Any) -> int | None:
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and digits(value):
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return value

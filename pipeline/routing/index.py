@@ -17,6 +17,7 @@ import pytricia
 
 from pipeline.alert import SEVERITY_RANK, Alert
 from pipeline.directory import Directory, Member
+from pipeline.observables import digits
 from pipeline.routing.tlp import member_groups
 
 
@@ -111,7 +112,7 @@ class RoutingIndex:
             yield self._url_owner(value)
         elif kind == "asn":
             number = value.upper().removeprefix("AS")
-            yield self._asn.get(int(number)) if number.isdigit() else None
+            yield self._asn.get(int(number)) if digits(number) else None
         elif kind == "email":
             yield self.owner_of_domain(value.rpartition("@")[2])
 

@@ -70,3 +70,69 @@ def test_window_in_time():
         observe(first, int(timedelta(minutes=59).total_seconds() * 1e6), (0, 1), WINDOW)[1]
         is Verdict.DUPLICATE
     )
+
+
+def test_fingerprint_per_type_ignores_what_varies_between_reports_of_one_event():
+    scan = {"taxonomy": "information-gathering", "type": "scanner", "identifier": "masscan"}
+    a = valid_alert(
+        **scan, source={"ip": "203.0.113.9", "port": 40000}, destination={"ip": "192.0.2.1", "port": 22}
+    )
+    b = valid_alert(
+        **scan, source={"ip": "203.0.113.9", "port": 51515}, destination={"ip": "192.0.2.1", "port": 3389}
+    )
+    c = valid_alert(**scan, source={"ip": "203.0.113.9"}, destination={"ip": "192.0.2.2"})
+    assert fingerprint(a) == fingerprint(b), "a scan sweeps ports"
+    assert fingerprint(a) != fingerprint(c), "another target host is another event for its owner"
+
+    exploit = alert(destination={"ip": "192.0.2.1", "port": 443})
+    again = alert(source={"ip": "192.0.2.1", "port": 61000}, destination={"ip": "192.0.2.1", "port": 443})
+    assert fingerprint(exploit) == fingerprint(again), "ephemeral source ports do not count"
+    assert fingerprint(exploit) != fingerprint(alert(destination={"ip": "192.0.2.1", "port": 8443}))
+
+    bot = {
+        "taxonomy": "malicious-code",
+        "type": "infected-system",
+        "malware": {"name": "mirai", "hashes": {}},
+    }
+    one = valid_alert(**bot, source={"ip": "192.0.2.50"}, destination={"ip": "198.51.100.1", "port": 23})
+    two = valid_alert(**bot, source={"ip": "192.0.2.50"}, destination={"ip": "198.51.100.9", "port": 80})
+    assert fingerprint(one) == fingerprint(two), "an infection whatever sinkhole it reaches"
+
+    exposed = {"taxonomy": "vulnerable", "type": "vulnerable-system", "identifier": "CVE-2024-3400"}
+    assert fingerprint(valid_alert(**exposed, source={"ip": "192.0.2.7", "port": 443})) != fingerprint(
+        valid_alert(**exposed, source={"ip": "192.0.2.7", "port": 8443})
+    ), "each exposed service is its own event"
+
+
+def test_a_more_severe_repeat_is_an_update():
+    seen, verdict = observe(None, 100, (0, 1), WINDOW, rank=2)
+    assert verdict is Verdict.NEW and seen.max_rank == 2
+    same, verdict = observe(seen, 200, (0, 2), WINDOW, rank=2)
+    assert verdict is Verdict.DUPLICATE and not verdict.forwarded
+    worse, verdict = observe(same, 300, (0, 3), WINDOW, rank=4)
+    assert verdict is Verdict.UPDATE and verdict.forwarded
+    assert (worse.count, worse.max_rank, worse.update_origin, worse.origin) == (3, 4, (0, 3), (0, 1))
+    milder, verdict = observe(worse, 400, (0, 4), WINDOW, rank=3)
+    assert verdict is Verdict.DUPLICATE and milder.max_rank == 4
+    assert observe(milder, 300, (0, 3), WINDOW, rank=4)[1] is Verdict.REPLAY, "the update is sent again"
+    assert observe(milder, 100, (0, 1), WINDOW, rank=2)[1] is Verdict.REPLAY, "so is the opener"
+
+
+def test_state_written_before_severities_never_raises_an_update():
+    legacy = Seen.from_bytes(b"[1,2,3,4,5]")
+    assert legacy == Seen(1, 2, 3, (4, 5), -1, None)
+    assert observe(legacy, 3, (0, 9), WINDOW, rank=4)[1] is Verdict.DUPLICATE
+    full = Seen(1, 2, 3, (4, 5), 3, (6, 7))
+    assert Seen.from_bytes(full.to_bytes()) == full
+
+
+@given(st.lists(st.tuples(st.integers(0, WINDOW // 2), st.integers(0, 4)), min_size=1, max_size=40))
+def test_updates_against_reference(sightings):
+    """Within one window, a sighting is forwarded exactly when it is the first or more severe than
+    every one before it."""
+    seen, forwarded = None, []
+    for offset, (t, rank) in enumerate(sightings):
+        seen, verdict = observe(seen, t, (0, offset), WINDOW, rank)
+        forwarded.append(verdict.forwarded)
+    ranks = [rank for _, rank in sightings]
+    assert forwarded == [i == 0 or ranks[i] > max(ranks[:i]) for i in range(len(ranks))]
