@@ -38,6 +38,7 @@ from pipeline.normalise import FEED_HEADER, Limits, normalise
 from pipeline.producer import Record, Refused
 from pipeline.rejected import Rejected
 from pipeline.routing import route
+from pipeline.rules import Effects
 from pipeline.serde import alert_codec
 from pipeline.settings import Settings
 from pipeline.topics import DEADLETTER, ENRICHED, NORMALISED, member_topic
@@ -249,7 +250,7 @@ def dispatch_agent(ctx: StageContext, table: Any) -> Agent:
         async for events in ctx.batches(stream):
             clock = time.perf_counter
             started = clock()
-            index = ctx.directory.index
+            index, rules = ctx.directory.index, ctx.directory.rules
             records: list[Record] = []
             deliveries: list[Delivery] = []
             spent = {"dedupe": 0.0, "enrich": 0.0, "route": 0.0}
@@ -264,9 +265,13 @@ def dispatch_agent(ctx: StageContext, table: Any) -> Agent:
                     continue
                 updates += verdict is Verdict.UPDATE
                 alert = enrich(stamp(alert, seen), index)
+                effects = rules.apply(alert)
                 records.append((enriched_topic, event.message.key, codec.encode(alert), []))
                 t2 = clock()
                 spent["enrich"] += t2 - t1
+                count_effects(m, effects)
+                if effects.suppressed_by:
+                    continue  # on a warning list whole: kept in the audit stream, sent to nobody
                 deliveries += [Delivery(d.member_id, d.rule, alert) for d in route(alert, index)]
                 spent["route"] += clock() - t2
             audit = await ctx.send_batch(records)
@@ -292,6 +297,20 @@ def dispatch_agent(ctx: StageContext, table: Any) -> Agent:
         observe_deliveries(m, deliveries)
 
     return agent
+
+
+def count_effects(m: Metrics, effects: Effects) -> None:
+    """Count what the enrichment rules did to one alert, by rule."""
+    for name, removed in effects.removed.items():
+        m.rule_effects.labels(name, "indicator-removed").inc(removed)
+    for name, effect in (
+        (effects.suppressed_by, "suppressed"),
+        (effects.downgraded_by, "downgraded"),
+        (effects.raised_by, "raised"),
+        (effects.rule, "severity-set"),
+    ):
+        if name:
+            m.rule_effects.labels(name, effect).inc()
 
 
 def observe_deliveries(m: Metrics, deliveries: list[Delivery]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -22,10 +22,14 @@ kafka_app = typer.Typer(help="The local single-node Kafka broker.", no_args_is_h
 topics_app = typer.Typer(help="Pipeline topics.", no_args_is_help=True)
 members_app = typer.Typer(help="The member directory.", no_args_is_help=True)
 route_app = typer.Typer(help="Routing: who receives an alert and why.", no_args_is_help=True)
+enrich_app = typer.Typer(
+    help="Enrichment rules: warning lists, watch list, severity rules.", no_args_is_help=True
+)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(members_app, name="members")
 app.add_typer(route_app, name="route")
+app.add_typer(enrich_app, name="enrich")
 
 err = Console(stderr=True)
 
@@ -136,6 +140,29 @@ def members_remove(member_id: str) -> None:
     err.print(f"Member {member_id} removed.")
 
 
+@members_app.command("backfill")
+def members_backfill(
+    member_id: str,
+    days: Annotated[float, typer.Option(help="How far back to go in the retained enriched stream.")] = 7.0,
+    dry_run: Annotated[bool, typer.Option(help="Count what would be sent; send nothing.")] = False,
+) -> None:
+    """Send a (new) member the alerts of the last days that its subscriptions and today's TLP
+    rules give it; prints a JSON summary."""
+    from pipeline.backfill import backfill
+    from pipeline.control import read_directory
+    from pipeline.routing import RoutingIndex
+
+    s = settings()
+    directory = read_directory(s)
+    member = directory.get(member_id)
+    if member is None:
+        err.print(
+            f"[red]No member {member_id!r} in the directory.[/red] Import it first (cwn members import)."
+        )
+        raise typer.Exit(1)
+    print_json(backfill(s, member, RoutingIndex(directory), days, dry_run))
+
+
 @members_app.command("generate")
 def members_generate(
     count: Annotated[int, typer.Option(help="How many members.")] = 1152,
@@ -175,19 +202,26 @@ def route_explain(
     directory_file: Annotated[
         Path | None, typer.Option("--directory", help="A directory YAML instead of the directory in force.")
     ] = None,
+    rules_file: Annotated[
+        Path | None, typer.Option("--rules", help="Enrichment rules YAML instead of the rules in force.")
+    ] = None,
 ) -> None:
     """Who receives an alert, through which rule, and why every other member does not (TLP,
     subscription, constituency): one JSON object per alert on stdout."""
     from datetime import UTC, datetime
 
     from pipeline.alert import Rejected, build_alert, parse_time
-    from pipeline.control import read_directory
+    from pipeline.control import read_control
     from pipeline.routing import RoutingIndex
     from pipeline.routing.report import explain_report
     from pipeline.serde import SerdeError, from_json
 
     data = sys.stdin.buffer.read() if file == "-" else _read_file(Path(file))
-    directory = _load_directory_file(directory_file) if directory_file else read_directory(settings())
+    if directory_file:
+        directory, rules = _load_directory_file(directory_file), _load_rules_file(rules_file)
+    else:
+        view = read_control(settings())
+        directory, rules = view.index.directory, _load_rules_file(rules_file) if rules_file else view.rules
     index = RoutingIndex(directory)  # type: ignore[arg-type]
     lines = [line for line in data.splitlines() if line.strip()]
     documents = [data] if data.lstrip()[:1] == b"{" and len(lines) > 1 and not _all_json(lines) else lines
@@ -202,7 +236,43 @@ def route_explain(
         except (Rejected, SerdeError, TypeError) as exc:
             err.print(f"[red]alert {number}: {exc}[/red] (an alert as JSON, shaped like schemas/alert.avsc)")
             raise typer.Exit(2) from exc
-        print_json(explain_report(alert, index, member, everyone))
+        print_json(explain_report(alert, index, member, everyone, rules))
+
+
+def _load_rules_file(path: Path | None) -> Any:
+    from pipeline.rules import EnrichmentRules, RulesError, load_rules
+
+    if path is None:
+        return EnrichmentRules()
+    try:
+        return load_rules(_read_file(path).decode(), str(path))
+    except RulesError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]{problem}[/red]")
+        raise typer.Exit(2) from exc
+
+
+@enrich_app.command("check")
+def enrich_check(
+    file: Annotated[Path, typer.Argument(help="An enrichment.yaml to validate offline.")],
+) -> None:
+    """Validate enrichment rules without importing them; exit 2 listing every problem."""
+    r = _load_rules_file(file).rules
+    print_json(
+        {
+            "warninglists": len(r.warninglists),
+            "watchlist": len(r.watchlist),
+            "severity_rules": len(r.severity_rules),
+        }
+    )
+
+
+@enrich_app.command("import")
+def enrich_import(file: Annotated[Path, typer.Argument(help="The enrichment.yaml to put in force.")]) -> None:
+    """Put warning lists, the watch list and severity rules in force on every worker, live."""
+    from pipeline.control import publish_rules
+
+    print_json(publish_rules(settings(), _load_rules_file(file)))
 
 
 def _read_file(path: Path) -> bytes:

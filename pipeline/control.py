@@ -2,8 +2,8 @@
 
 `cwn.members` holds one record per member (key: member id; value: the member as JSON, without
 its subscriptions); `cwn.subscriptions` one per subscription (key: `member/subscription`);
-`cwn.feeds` one per declared feed (key: feed id). A tombstone removes. Every worker reads the
-three topics whole, from every partition, into a
+`cwn.feeds` one per declared feed (key: feed id); `cwn.enrichment` the enrichment rules (key:
+`rules`). A tombstone removes. Every worker reads the four topics whole, from every partition, into a
 `DirectoryView`, and keeps reading: an import is live everywhere within the time it takes to
 read one record, with no restart.
 
@@ -26,8 +26,9 @@ from pipeline.directory import Directory, DirectoryError, Member, Subscription
 from pipeline.feeds import FeedRegistry, FeedsError, FeedSpec
 from pipeline.kafka import assign_from_start, ensure_topics, make_producer, make_reader
 from pipeline.routing.index import RoutingIndex
+from pipeline.rules import EnrichmentRules, RulesError, RulesFile
 from pipeline.settings import Settings
-from pipeline.topics import FEEDS, MEMBERS, SUBSCRIPTIONS, member_topic_spec, pipeline_topics
+from pipeline.topics import ENRICHMENT, FEEDS, MEMBERS, SUBSCRIPTIONS, member_topic_spec, pipeline_topics
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,11 @@ class ControlState:
         self.members: dict[str, bytes] = {}
         self.subscriptions: dict[str, bytes] = {}
         self.feed_specs: dict[str, bytes] = {}
+        self.enrichment: dict[str, bytes] = {}
 
     def apply(self, topic_kind: str, key: bytes, value: bytes | None) -> None:
-        table = {MEMBERS: self.members, SUBSCRIPTIONS: self.subscriptions, FEEDS: self.feed_specs}[topic_kind]
+        tables = {MEMBERS: self.members, SUBSCRIPTIONS: self.subscriptions, FEEDS: self.feed_specs}
+        table = tables.get(topic_kind, self.enrichment)
         name = key.decode()
         if value is None:
             table.pop(name, None)
@@ -82,6 +85,16 @@ class ControlState:
             raise FeedsError(problems)
         return FeedRegistry(specs)
 
+    def rules(self) -> EnrichmentRules:
+        """The enrichment rules in force (none until imported); raises RulesError when invalid."""
+        value = self.enrichment.get("rules")
+        if value is None:
+            return EnrichmentRules()
+        try:
+            return EnrichmentRules(RulesFile.model_validate_json(value))
+        except ValueError as exc:
+            raise RulesError([f"enrichment rules: {exc}"]) from None
+
 
 class DirectoryView:
     """A live, read-only view of the directory on one worker, with its routing index.
@@ -97,6 +110,7 @@ class DirectoryView:
         self._state = ControlState()
         self._index = RoutingIndex(Directory(()))
         self._feeds = FeedRegistry()
+        self._rules = EnrichmentRules()
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="directory-view", daemon=True)
@@ -108,6 +122,11 @@ class DirectoryView:
     @property
     def index(self) -> RoutingIndex:
         return self._index
+
+    @property
+    def rules(self) -> EnrichmentRules:
+        """The enrichment rules in force: warning lists, watch list, severity rules."""
+        return self._rules
 
     @property
     def feeds(self) -> FeedRegistry:
@@ -127,7 +146,7 @@ class DirectoryView:
         return self._ready.wait(timeout)
 
     def _run(self) -> None:
-        topics = {self._settings.topic(kind): kind for kind in (MEMBERS, SUBSCRIPTIONS, FEEDS)}
+        topics = {self._settings.topic(kind): kind for kind in (MEMBERS, SUBSCRIPTIONS, FEEDS, ENRICHMENT)}
         consumer = make_reader(self._settings, **{"enable.partition.eof": True})
         try:
             behind = assign_from_start(consumer, topics)
@@ -160,6 +179,10 @@ class DirectoryView:
         except FeedsError as exc:
             log.error("The feed registry is invalid; the previous one stays in force: %s", exc)
         try:
+            self._rules = self._state.rules()
+        except RulesError as exc:
+            log.error("The enrichment rules are invalid; the previous ones stay in force: %s", exc)
+        try:
             self._index = RoutingIndex(self._state.directory())
             self.version += 1
             self.error = None
@@ -171,15 +194,21 @@ class DirectoryView:
         self._ready.set()
 
 
-def read_directory(settings: Settings, timeout: float = 30.0) -> Directory:
-    """Read the whole current directory once (for the CLI)."""
+def read_control(settings: Settings, timeout: float = 30.0) -> DirectoryView:
+    """Read the control topics once (for the CLI): the view, stopped, with the directory, feeds
+    and enrichment rules in force."""
     view = DirectoryView(settings).start()
     try:
         if not view.wait_ready(timeout):
             raise TimeoutError(f"the control topics could not be read within {timeout:.0f}s")
-        return view.index.directory
+        return view
     finally:
         view.stop()
+
+
+def read_directory(settings: Settings, timeout: float = 30.0) -> Directory:
+    """The directory in force."""
+    return read_control(settings, timeout).index.directory
 
 
 def publish_members(
@@ -244,15 +273,23 @@ def publish_feeds(
     return {"feeds": len(feeds), "feeds_removed": len(removed)}
 
 
+def publish_rules(settings: Settings, rules: EnrichmentRules) -> dict[str, int]:
+    """Put enrichment rules in force on every worker (they replace the previous rules whole)."""
+    ensure_topics(settings, pipeline_topics(settings))
+    producer = make_producer(settings)
+    producer.produce(settings.topic(ENRICHMENT), key=b"rules", value=rules.rules.model_dump_json())
+    _flush(producer)
+    r = rules.rules
+    return {
+        "warninglists": len(r.warninglists),
+        "watchlist": len(r.watchlist),
+        "severity_rules": len(r.severity_rules),
+    }
+
+
 def read_feeds(settings: Settings, timeout: float = 30.0) -> FeedRegistry:
-    """Read the feed registry in force once (for the CLI)."""
-    view = DirectoryView(settings).start()
-    try:
-        if not view.wait_ready(timeout):
-            raise TimeoutError(f"the control topics could not be read within {timeout:.0f}s")
-        return view.feeds
-    finally:
-        view.stop()
+    """The feed registry in force."""
+    return read_control(settings, timeout).feeds
 
 
 def remove_member(settings: Settings, member: Member, producer: object | None = None) -> None:

@@ -26,6 +26,7 @@ class Metrics:
     skipped: Counter
     duplicates: Counter
     updates: Counter
+    rule_effects: Counter
     routed: Counter
     stage_seconds: Histogram
     latency_seconds: Histogram
@@ -74,6 +75,13 @@ def create_metrics(registry: CollectorRegistry, version: str = "") -> Metrics:
             "cwn_updates_total",
             "Repeats forwarded as updates because they are more severe than every earlier sighting "
             "in the dedup window.",
+            registry=registry,
+        ),
+        rule_effects=Counter(
+            "cwn_enrichment_rule_effects_total",
+            "What enrichment rules did, by rule (warning list, watch list entry or severity rule) and "
+            "effect: indicator-removed, suppressed, downgraded, raised, severity-set.",
+            ["rule", "effect"],
             registry=registry,
         ),
         routed=Counter(

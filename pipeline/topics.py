@@ -13,6 +13,7 @@ DEADLETTER = "cwn.deadletter"
 MEMBERS = "cwn.members"
 SUBSCRIPTIONS = "cwn.subscriptions"
 FEEDS = "cwn.feeds"
+ENRICHMENT = "cwn.enrichment"
 RECEIPTS = "cwn.delivery.receipts"
 DELIVERY_DEADLETTER = "cwn.delivery.deadletter"
 DELIVER_PREFIX = "cwn.deliver."
@@ -52,6 +53,7 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic(MEMBERS), 1, control),
         TopicSpec(settings.topic(SUBSCRIPTIONS), 1, control),
         TopicSpec(settings.topic(FEEDS), 1, control),
+        TopicSpec(settings.topic(ENRICHMENT), 1, control),
     ]
 
 

@@ -13,7 +13,8 @@ from typing import Any
 from pipeline.alert import Alert
 from pipeline.enrich import enrich
 from pipeline.routing.index import RoutingIndex
-from pipeline.routing.route import explain
+from pipeline.routing.route import Decision, explain
+from pipeline.rules import EnrichmentRules
 
 
 def reason_kind(reason: str) -> str:
@@ -27,7 +28,11 @@ def reason_kind(reason: str) -> str:
 
 
 def explain_report(
-    alert: Alert, index: RoutingIndex, members: list[str] | None = None, everyone: bool = False
+    alert: Alert,
+    index: RoutingIndex,
+    members: list[str] | None = None,
+    everyone: bool = False,
+    rules: EnrichmentRules | None = None,
 ) -> dict[str, Any]:
     """Enrich `alert` as the pipeline does, then decide for every member.
 
@@ -36,7 +41,11 @@ def explain_report(
     An unknown member id is reported as such, never silently left out.
     """
     enrich(alert, index)
+    effects = (rules or EnrichmentRules()).apply(alert)
     decisions = explain(alert, index)
+    if effects.suppressed_by:  # the router is never asked: nobody receives it
+        reason = f"warninglist: every indicator is on warning list {effects.suppressed_by}"
+        decisions = [Decision(d.member_id, False, reason=reason) for d in decisions]
     receivers = [{"member": d.member_id, "rule": d.rule} for d in decisions if d.receives]
     refused = Counter(reason_kind(d.reason) for d in decisions if not d.receives)
     report: dict[str, Any] = {
@@ -55,6 +64,13 @@ def explain_report(
         "members": len(decisions),
         "receivers": receivers,
         "not_receiving": dict(sorted(refused.items())),
+        "rules": {
+            "indicators_removed": dict(effects.removed),
+            "suppressed_by": effects.suppressed_by,
+            "downgraded_by": effects.downgraded_by,
+            "raised_by": effects.raised_by,
+            "severity_rule": effects.rule,
+        },
     }
     wanted = set(members or ())
     if wanted or everyone:

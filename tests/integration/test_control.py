@@ -10,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from pipeline.control import publish_feeds, publish_members, read_directory, remove_member
+from pipeline.control import publish_feeds, publish_members, publish_rules, read_directory, remove_member
 from pipeline.demo.feed import PRODUCER, FeedRecord, demo_feeds
 from pipeline.demo.run import Worker, member_topics, produce_feed
 from pipeline.directory import Constituency, Directory, Member, Subscription
 from pipeline.feeds import FeedRegistry, FeedSpec
 from pipeline.kafka import read_topics
+from pipeline.rules import load_rules
 from pipeline.settings import Settings
 from pipeline.topics import DEADLETTER
 from tests.integration.conftest import Pipeline
@@ -155,3 +156,16 @@ def test_feed_registry_changes_apply_live(settings: Settings, pipeline: Pipeline
     produce_feed(settings, [record(12)])
     wait_for(lambda: dead_fields() == ["feed", "feed"])
     assert receivers(settings)["e1"] == {"c2-11.example"}
+
+
+def test_enrichment_rules_apply_live(settings: Settings, pipeline: Pipeline) -> None:
+    pipeline.import_members(Directory([energy_member("e1", 1)]))
+    worker = pipeline.start_worker()
+    version = worker.scrape()["cwn_directory_version"]
+    rules = load_rules("warninglists: [{id: resolvers, values: ['*.example']}]")
+    assert publish_rules(settings, rules) == {"warninglists": 1, "watchlist": 0, "severity_rules": 0}
+    wait_directory_version(worker, version + 1)
+    produce_feed(settings, [intel(20), intel(21)])
+    key = 'cwn_enrichment_rule_effects_total{effect="suppressed",rule="resolvers"}'
+    wait_for(lambda: worker.scrape().get(key) == 2)
+    assert receivers(settings) == {}, "suppressed alerts reach nobody"

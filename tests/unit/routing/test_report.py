@@ -137,3 +137,15 @@ def test_explain_command_with_a_directory_file(tmp_path):
         [*command[:5], "-", *command[6:]], input=b'{"tlp": "PURPLE"}', capture_output=True, cwd=root
     )
     assert bad.returncode == 2 and b"alert 1" in bad.stderr
+
+
+def test_a_suppressed_alert_reaches_nobody_and_says_why():
+    from pipeline.rules import load_rules
+
+    rules = load_rules("warninglists: [{id: resolvers, values: [9.9.9.9]}]")
+    report = explain_report(
+        alert("GREEN", indicators=[{"type": "ipv4", "value": "9.9.9.9"}]), INDEX, rules=rules
+    )
+    assert report["receivers"] == []
+    assert report["not_receiving"] == {"warninglist": len(MEMBERS)}
+    assert report["rules"]["suppressed_by"] == "resolvers"
