@@ -47,3 +47,14 @@ def test_later_rounds_bring_new_alerts():
             round_.add(alert["fingerprint"])
         fingerprints.append(round_)
     assert not fingerprints[0] & fingerprints[1]
+
+
+def test_distinct_events_never_share_a_fingerprint():
+    """Whatever fields a type's fingerprint covers, the feed's unique alerts stay distinct, so the
+    count of repeats the tests expect is exact."""
+    feed = SampleFeed(generate_members(10), now=NOW, bad_ratio=0.0, duplicate_ratio=0.0)
+    fingerprints = [
+        normalise(r.value, dict(r.headers), FEEDS, Limits(512 * 1024), NOW).alerts[0]["fingerprint"]
+        for r in feed.records(5000)
+    ]
+    assert len(set(fingerprints)) == 5000
