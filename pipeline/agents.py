@@ -250,7 +250,7 @@ def dispatch_agent(ctx: StageContext, table: Any) -> Agent:
         async for events in ctx.batches(stream):
             clock = time.perf_counter
             started = clock()
-            index, rules = ctx.directory.index, ctx.directory.rules
+            index, rules, asn = ctx.directory.index, ctx.directory.rules, ctx.directory.asn
             records: list[Record] = []
             deliveries: list[Delivery] = []
             spent = {"dedupe": 0.0, "enrich": 0.0, "route": 0.0}
@@ -265,6 +265,7 @@ def dispatch_agent(ctx: StageContext, table: Any) -> Agent:
                     continue
                 updates += verdict is Verdict.UPDATE
                 alert = enrich(stamp(alert, seen), index)
+                asn.enrich(alert)
                 effects = rules.apply(alert)
                 records.append((enriched_topic, event.message.key, codec.encode(alert), []))
                 t2 = clock()

@@ -275,6 +275,24 @@ def enrich_import(file: Annotated[Path, typer.Argument(help="The enrichment.yaml
     print_json(publish_rules(settings(), _load_rules_file(file)))
 
 
+@enrich_app.command("update")
+def enrich_update(
+    file: Annotated[
+        Path, typer.Argument(help="iptoasn.com's ip2asn-combined.tsv (or a file in its format).")
+    ],
+) -> None:
+    """Load an IP-to-ASN dataset: every worker fills in ASN, AS name and country of addresses, live."""
+    from pipeline.control import publish_asn
+    from pipeline.rejected import Rejected
+
+    try:
+        summary = publish_asn(settings(), _read_file(file).decode())
+    except (Rejected, UnicodeDecodeError) as exc:
+        err.print(f"[red]{file}: {exc}[/red]")
+        raise typer.Exit(2) from exc
+    print_json(summary)
+
+
 def _read_file(path: Path) -> bytes:
     try:
         return path.read_bytes()

@@ -22,15 +22,19 @@ from collections.abc import Callable, Iterable
 import orjson
 from confluent_kafka import KafkaException
 
+from pipeline.asn import AsnDataset, from_chunks, parse_ip2asn, to_chunks
 from pipeline.directory import Directory, DirectoryError, Member, Subscription
 from pipeline.feeds import FeedRegistry, FeedsError, FeedSpec
 from pipeline.kafka import assign_from_start, ensure_topics, make_producer, make_reader
+from pipeline.rejected import Rejected
 from pipeline.routing.index import RoutingIndex
 from pipeline.rules import EnrichmentRules, RulesError, RulesFile
 from pipeline.settings import Settings
 from pipeline.topics import ENRICHMENT, FEEDS, MEMBERS, SUBSCRIPTIONS, member_topic_spec, pipeline_topics
 
 log = logging.getLogger(__name__)
+
+ASN_MANIFEST = "asn/manifest"
 
 
 class ControlState:
@@ -41,6 +45,7 @@ class ControlState:
         self.subscriptions: dict[str, bytes] = {}
         self.feed_specs: dict[str, bytes] = {}
         self.enrichment: dict[str, bytes] = {}
+        self._asn: AsnDataset = AsnDataset()
 
     def apply(self, topic_kind: str, key: bytes, value: bytes | None) -> None:
         tables = {MEMBERS: self.members, SUBSCRIPTIONS: self.subscriptions, FEEDS: self.feed_specs}
@@ -85,6 +90,20 @@ class ControlState:
             raise FeedsError(problems)
         return FeedRegistry(specs)
 
+    def asn(self) -> AsnDataset:
+        """The IP-to-ASN dataset in force: rebuilt only when a complete new one has arrived."""
+        manifest = self.enrichment.get(ASN_MANIFEST)
+        if manifest is None:
+            return self._asn
+        wanted = orjson.loads(manifest)
+        if wanted["sha256"] == self._asn.digest:
+            return self._asn
+        chunks = [self.enrichment.get(f"asn/{i}") for i in range(wanted["chunks"])]
+        if any(c is None for c in chunks):
+            return self._asn  # still arriving
+        self._asn = parse_ip2asn(from_chunks(chunks), "the dataset in cwn.enrichment")  # type: ignore[arg-type]
+        return self._asn
+
     def rules(self) -> EnrichmentRules:
         """The enrichment rules in force (none until imported); raises RulesError when invalid."""
         value = self.enrichment.get("rules")
@@ -111,6 +130,7 @@ class DirectoryView:
         self._index = RoutingIndex(Directory(()))
         self._feeds = FeedRegistry()
         self._rules = EnrichmentRules()
+        self._asn = AsnDataset()
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="directory-view", daemon=True)
@@ -124,6 +144,20 @@ class DirectoryView:
         return self._index
 
     @property
+    def asn(self) -> AsnDataset:
+        """The IP-to-ASN dataset in force: rebuilt only when a complete new one has arrived."""
+        manifest = self.enrichment.get(ASN_MANIFEST)
+        if manifest is None:
+            return self._asn
+        wanted = orjson.loads(manifest)
+        if wanted["sha256"] == self._asn.digest:
+            return self._asn
+        chunks = [self.enrichment.get(f"asn/{i}") for i in range(wanted["chunks"])]
+        if any(c is None for c in chunks):
+            return self._asn  # still arriving
+        self._asn = parse_ip2asn(from_chunks(chunks), "the dataset in cwn.enrichment")  # type: ignore[arg-type]
+        return self._asn
+
     def rules(self) -> EnrichmentRules:
         """The enrichment rules in force: warning lists, watch list, severity rules."""
         return self._rules
@@ -178,6 +212,10 @@ class DirectoryView:
             self._feeds = self._state.feeds()
         except FeedsError as exc:
             log.error("The feed registry is invalid; the previous one stays in force: %s", exc)
+        try:
+            self._asn = self._state.asn()
+        except (Rejected, ValueError) as exc:
+            log.error("The IP-to-ASN dataset is invalid; the previous one stays in force: %s", exc)
         try:
             self._rules = self._state.rules()
         except RulesError as exc:
@@ -285,6 +323,24 @@ def publish_rules(settings: Settings, rules: EnrichmentRules) -> dict[str, int]:
         "watchlist": len(r.watchlist),
         "severity_rules": len(r.severity_rules),
     }
+
+
+def publish_asn(settings: Settings, text: str) -> dict[str, int | str]:
+    """Check an ip2asn TSV and put it in force on every worker: chunks first, the manifest last,
+    so no worker ever loads half a dataset."""
+    dataset = parse_ip2asn(text)
+    chunks = to_chunks(text)
+    ensure_topics(settings, pipeline_topics(settings))
+    producer = make_producer(settings, **{"message.max.bytes": 2 * 1024 * 1024})
+    topic = settings.topic(ENRICHMENT)
+    for i, chunk in enumerate(chunks):
+        producer.produce(topic, key=f"asn/{i}".encode(), value=chunk)
+        producer.poll(0)
+    _flush(producer)
+    manifest = {"chunks": len(chunks), "sha256": dataset.digest, "ranges": dataset.ranges}
+    producer.produce(topic, key=ASN_MANIFEST.encode(), value=orjson.dumps(manifest))
+    _flush(producer)
+    return manifest
 
 
 def read_feeds(settings: Settings, timeout: float = 30.0) -> FeedRegistry:

@@ -6,11 +6,19 @@ import ipaddress
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
 
-from pipeline.control import publish_feeds, publish_members, publish_rules, read_directory, remove_member
+from pipeline.control import (
+    publish_asn,
+    publish_feeds,
+    publish_members,
+    publish_rules,
+    read_directory,
+    remove_member,
+)
 from pipeline.demo.feed import PRODUCER, FeedRecord, demo_feeds
 from pipeline.demo.run import Worker, member_topics, produce_feed
 from pipeline.directory import Constituency, Directory, Member, Subscription
@@ -169,3 +177,24 @@ def test_enrichment_rules_apply_live(settings: Settings, pipeline: Pipeline) -> 
     key = 'cwn_enrichment_rule_effects_total{effect="suppressed",rule="resolvers"}'
     wait_for(lambda: worker.scrape().get(key) == 2)
     assert receivers(settings) == {}, "suppressed alerts reach nobody"
+
+
+def test_an_asn_dataset_loads_live_and_fills_endpoints(settings: Settings, pipeline: Pipeline) -> None:
+    pipeline.import_members(Directory([energy_member("e1", 1)]))
+    worker = pipeline.start_worker()
+    version = worker.scrape()["cwn_directory_version"]
+    sample = Path(__file__).resolve().parents[1] / "samples" / "ip2asn" / "ip2asn-combined-sample.tsv"
+    manifest = publish_asn(settings, sample.read_text())
+    assert (manifest["ranges"], manifest["chunks"]) == (5, 1)
+    wait_directory_version(worker, version + 1)
+    record = intel(30)
+    alert = orjson.loads(record.value) | {"source": {"ip": "45.0.7.7"}}
+    produce_feed(settings, [FeedRecord(orjson.dumps(alert), record.headers, "unique", 30)])
+    wait_for(lambda: "e1" in receivers(settings))
+    (message,) = read_topics(settings, [f"{settings.topic('cwn.deliver.')}e1"])
+    source = orjson.loads(message.value())["source"]
+    assert (source["asn"], source["cc"], source["as_name"]) == (
+        64496,
+        "NL",
+        "EXAMPLE-TRANSIT Example Transit B.V.",
+    )
