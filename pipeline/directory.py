@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.alert import RSIT, SECTORS, SEVERITIES
+from pipeline.observables import digits
 
 MemberId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 Sector = Literal[SECTORS]  # type: ignore[valid-type]
@@ -76,6 +77,43 @@ class Subscription(_Model):
         return taxonomies
 
 
+TargetId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+Tlp = Literal["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"]
+#: How a target is reached; the member's own Kafka topic needs no target (it is always there).
+TargetType = Literal["webhook", "syslog", "email", "taxii", "file"]
+
+
+class Target(_Model):
+    """One way the network delivers to a member besides its own topic.
+
+    `tlp_ceiling` is the most restrictive label the target may carry: a mailbox read by an
+    outsourced SOC may take GREEN but not AMBER. Secrets are never in the directory, only the
+    name of the secret that holds them (`secret_ref`), resolved where the connector runs.
+    `public` marks a target that publishes what it receives (TLP:GREEN never goes there).
+    """
+
+    id: TargetId
+    type: TargetType
+    endpoint: str = Field(min_length=1, max_length=2048, description="URL, host:port, address or path.")
+    tlp_ceiling: Tlp = "AMBER"
+    secret_ref: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    format: Literal["json", "cef", "stix"] = "json"
+    public: bool = False
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_shape(cls, endpoint: str, info: Any) -> str:
+        kind = info.data.get("type")
+        if kind in ("webhook", "taxii") and not endpoint.startswith("https://"):
+            raise ValueError(f"a {kind} endpoint must be an https:// URL, got {endpoint[:64]!r}")
+        if kind == "email" and "@" not in endpoint:
+            raise ValueError(f"an email target needs an address, got {endpoint[:64]!r}")
+        if kind == "syslog" and not digits(endpoint.rpartition(":")[2]):
+            raise ValueError(f"a syslog target is host:port, got {endpoint[:64]!r}")
+        return endpoint
+
+
 class Member(_Model):
     """A connected organisation."""
 
@@ -87,7 +125,17 @@ class Member(_Model):
     groups: tuple[str, ...] = Field(default=(), description="Named sharing groups it belongs to.")
     receive_inside: bool = Field(default=True, description="Inside alerts reach it by default.")
     delivery_format: Literal["json", "avro"] = "json"
+    targets: tuple[Target, ...] = Field(default=(), description="Delivery targets besides its topic.")
     subscriptions: tuple[Subscription, ...] = ()
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, targets: tuple[Target, ...]) -> tuple[Target, ...]:
+        ids = [t.id for t in targets]
+        duplicated = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicated:
+            raise ValueError(f"target ids must be unique: {', '.join(duplicated)}")
+        return targets
 
     def without_subscriptions(self) -> Member:
         return self.model_copy(update={"subscriptions": ()})

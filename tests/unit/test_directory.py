@@ -57,3 +57,29 @@ def test_example_directory_loads():
 
     text = (Path(__file__).parents[2] / "examples" / "members.yaml").read_text()
     assert len(load_directory(text)) >= 5
+
+
+def test_delivery_targets_are_validated_with_their_ceiling():
+    import pytest as _pytest
+    from pydantic import ValidationError
+
+    from pipeline.directory import Member, Target
+
+    ok = Target(
+        id="siem", type="syslog", endpoint="siem.example:6514", tlp_ceiling="AMBER+STRICT", format="cef"
+    )
+    assert ok.batch_size == 100 and not ok.public
+    for bad, problem in [
+        ({"type": "webhook", "endpoint": "http://hooks.example/x"}, "must be an https:// URL"),
+        ({"type": "email", "endpoint": "nobody"}, "needs an address"),
+        ({"type": "syslog", "endpoint": "siem.example"}, "host:port"),
+        ({"type": "file", "endpoint": "/out", "tlp_ceiling": "PURPLE"}, "tlp_ceiling"),
+        ({"type": "file", "endpoint": "/out", "secret_ref": "has spaces"}, "secret_ref"),
+        ({"type": "pigeon", "endpoint": "x"}, "type"),
+    ]:
+        with _pytest.raises(ValidationError, match=problem):
+            Target(id="t", **bad)
+    with _pytest.raises(ValidationError, match="target ids must be unique: a"):
+        Member(
+            id="m", name="M", targets=(ok.model_copy(update={"id": "a"}), ok.model_copy(update={"id": "a"}))
+        )
