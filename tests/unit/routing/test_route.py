@@ -1,6 +1,6 @@
 """Properties of routing over generated directories and alerts."""
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.alert import SEVERITY_RANK
@@ -50,6 +50,11 @@ def wants(member, alert):
     return False
 
 
+#: A thousand generated directories and alerts between the two properties, on every run.
+THOUSANDS = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@THOUSANDS
 @given(directories(), alerts(member_ids=IDS), st.booleans())
 def test_route_delivers_exactly_what_tlp_and_subscriptions_allow(members, alert, through_enrich):
     index = RoutingIndex(Directory(members))
@@ -60,6 +65,7 @@ def test_route_delivers_exactly_what_tlp_and_subscriptions_allow(members, alert,
     assert receivers == expected
 
 
+@THOUSANDS
 @given(directories(), alerts(member_ids=IDS))
 def test_route_agrees_with_explain(members, alert):
     index = RoutingIndex(Directory(members))
