@@ -144,23 +144,14 @@ class DirectoryView:
         return self._index
 
     @property
-    def asn(self) -> AsnDataset:
-        """The IP-to-ASN dataset in force: rebuilt only when a complete new one has arrived."""
-        manifest = self.enrichment.get(ASN_MANIFEST)
-        if manifest is None:
-            return self._asn
-        wanted = orjson.loads(manifest)
-        if wanted["sha256"] == self._asn.digest:
-            return self._asn
-        chunks = [self.enrichment.get(f"asn/{i}") for i in range(wanted["chunks"])]
-        if any(c is None for c in chunks):
-            return self._asn  # still arriving
-        self._asn = parse_ip2asn(from_chunks(chunks), "the dataset in cwn.enrichment")  # type: ignore[arg-type]
-        return self._asn
-
     def rules(self) -> EnrichmentRules:
         """The enrichment rules in force: warning lists, watch list, severity rules."""
         return self._rules
+
+    @property
+    def asn(self) -> AsnDataset:
+        """The IP-to-ASN dataset in force (empty until one is loaded)."""
+        return self._asn
 
     @property
     def feeds(self) -> FeedRegistry:
