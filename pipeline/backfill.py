@@ -41,12 +41,14 @@ def select(alert: Alert, member: Member, index: RoutingIndex) -> Delivery | None
 
 
 def read_since(settings: Settings, topic: str, since: datetime, timeout: float = 60.0) -> Iterator[Any]:
-    """Every record of `topic` written at or after `since`, partition by partition, up to the
-    end each partition had when reading began."""
+    """Every record of `topic` stamped at or after `since`, up to the end each partition had
+    when reading began. Reading starts at the first such record of each partition; records
+    further on with an older stamp (written late) are skipped."""
     consumer = make_reader(settings, **{"enable.partition.eof": True})
     try:
         partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        wanted = [TopicPartition(topic, p, int(since.timestamp() * 1000)) for p in partitions]
+        since_ms = int(since.timestamp() * 1000)
+        wanted = [TopicPartition(topic, p, since_ms) for p in partitions]
         starts = consumer.offsets_for_times(wanted, timeout=30)
         remaining = set()
         assignment = []
@@ -69,7 +71,8 @@ def read_since(settings: Settings, topic: str, since: datetime, timeout: float =
                         continue
                     raise KafkaException(error)
                 deadline = time.monotonic() + timeout
-                yield message
+                if message.timestamp()[1] >= since_ms:  # a late write of an older record is not in range
+                    yield message
     finally:
         consumer.close()
 

@@ -28,6 +28,11 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
+def dedup_changelog(settings: Settings) -> str:
+    """The dedup table's changelog, named as Faust names it."""
+    return f"{settings.group_id}-dedupe-changelog"
+
+
 def member_topic(settings: Settings, member_id: str) -> str:
     """The topic one member reads its deliveries from."""
     return settings.topic(DELIVER_PREFIX + member_id)
@@ -54,6 +59,9 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic(SUBSCRIPTIONS), 1, control),
         TopicSpec(settings.topic(FEEDS), 1, control),
         TopicSpec(settings.topic(ENRICHMENT), 1, control),
+        # Created with the others rather than left to Faust: a worker that starts while the
+        # broker is slow to create it finds it missing, and its dispatch agent stops for good.
+        TopicSpec(dedup_changelog(settings), p, {"cleanup.policy": "compact"}),
     ]
 
 

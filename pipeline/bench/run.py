@@ -39,7 +39,7 @@ from pipeline.demo.run import (
 from pipeline.directory import Directory, generate_members
 from pipeline.kafka import count_records, ensure_topics, make_producer
 from pipeline.settings import Settings
-from pipeline.topics import NORMALISED, RAW, TopicSpec, pipeline_topics
+from pipeline.topics import NORMALISED, RAW, TopicSpec, dedup_changelog, pipeline_topics
 
 BENCH_PREFIX = "bench-"
 SOURCE, TARGET = "bench.source", "bench.target"
@@ -199,18 +199,13 @@ def latency_at(
     }
 
 
-def changelog_topic(settings: Settings) -> str:
-    """The dedup table's changelog, as Faust names it."""
-    return f"{settings.group_id}-dedupe-changelog"
-
-
 def prefill_changelog(settings: Settings, keys: int) -> None:
     """Write `keys` dedup entries to the table's changelog, as a worker that has seen that many
     fingerprints would have; partitioned like the normalised stream (murmur2 of the key)."""
     from pipeline.dedupe import Seen
 
     producer = make_producer(settings, **{"linger.ms": 50})
-    topic = changelog_topic(settings)
+    topic = dedup_changelog(settings)
     now = int(time.time() * 1_000_000)
     for n in range(keys):
         value = Seen(now, now, 1, (0, n)).to_bytes()

@@ -170,7 +170,7 @@ def test_enrichment_rules_apply_live(settings: Settings, pipeline: Pipeline) -> 
     pipeline.import_members(Directory([energy_member("e1", 1)]))
     worker = pipeline.start_worker()
     version = worker.scrape()["cwn_directory_version"]
-    rules = load_rules("warninglists: [{id: resolvers, values: ['*.example']}]")
+    rules = load_rules("warninglists: [{id: resolvers, values: [c2-20.example, c2-21.example]}]")
     assert publish_rules(settings, rules) == {"warninglists": 1, "watchlist": 0, "severity_rules": 0}
     wait_directory_version(worker, version + 1)
     produce_feed(settings, [intel(20), intel(21)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pipeline.kafka import count_records
@@ -26,10 +28,11 @@ def test_a_full_queue_waits_instead_of_failing(settings: Settings) -> None:
 
 def test_records_the_broker_refuses_are_counted_with_their_error(settings: Settings) -> None:
     topic = settings.topic(RAW)
-    # The client allows 3 MB; the broker's limit is 1 MB, so it refuses the record.
+    # The client allows 3 MB; the broker's limit is 1 MB, so it refuses the record (random
+    # bytes, so that compression cannot bring it under the limit).
     roomy = {"message.max.bytes": 3_000_000, "message.timeout.ms": 20_000}
     with FeedProducer(settings.bootstrap, "cert/alerts", "cert-analysts", topic=topic, config=roomy) as out:
-        out.send(b"x" * 2_000_000)
+        out.send(os.urandom(2_000_000))
         out.send(b"{}")
     summary = out.summary()
     assert (summary.sent, summary.acknowledged, summary.failed) == (2, 1, 1)
