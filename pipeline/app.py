@@ -9,6 +9,7 @@ import faust
 
 from pipeline import agents, diagnostics, faust_transport
 from pipeline.control import DirectoryView
+from pipeline.kafka import faust_credentials
 from pipeline.metrics import Metrics
 from pipeline.producer import AsyncProducer
 from pipeline.settings import Settings
@@ -32,6 +33,7 @@ def create_app(
         settings.group_id,
         fetch_wait_ms=settings.fetch_wait_ms,
         broker=f"kafka://{settings.bootstrap}",
+        broker_credentials=faust_credentials(settings),
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,

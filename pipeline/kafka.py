@@ -18,7 +18,43 @@ from pipeline.topics import TopicSpec
 
 
 def client_config(settings: Settings) -> dict[str, Any]:
-    return {"bootstrap.servers": settings.bootstrap}
+    """The connection part of every confluent-kafka client's configuration, security included."""
+    config: dict[str, Any] = {"bootstrap.servers": settings.bootstrap}
+    if settings.security_protocol != "PLAINTEXT":
+        config["security.protocol"] = settings.security_protocol
+    if settings.security_protocol.startswith("SASL"):
+        config |= {
+            "sasl.mechanisms": settings.sasl_mechanism,
+            "sasl.username": settings.sasl_username,
+            "sasl.password": settings.sasl_password.get_secret_value(),
+        }
+    if settings.security_protocol.endswith("SSL") and settings.ssl_ca_file is not None:
+        config["ssl.ca.location"] = str(settings.ssl_ca_file)
+    return config
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """The same connection settings for Faust's aiokafka clients (None for PLAINTEXT)."""
+    import ssl
+
+    import faust
+
+    protocol = settings.security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol.endswith("SSL"):
+        context = ssl.create_default_context(
+            cafile=str(settings.ssl_ca_file) if settings.ssl_ca_file else None
+        )
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=settings.sasl_username,
+        password=settings.sasl_password.get_secret_value(),
+        mechanism=settings.sasl_mechanism,
+        ssl_context=context,
+    )
 
 
 def make_producer(settings: Settings, **overrides: Any) -> Producer:

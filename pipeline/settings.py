@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PREFIX = "CWN_"
@@ -58,6 +58,23 @@ class Settings(BaseSettings):
     )
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 disables /metrics.")
     log_level: Literal["debug", "info", "warn", "error"] = "warn"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How every Kafka client of the process connects."
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str = Field(default="", description="The client's principal, for SASL.")
+    sasl_password: SecretStr = Field(default=SecretStr(""), description="Its password; never logged.")
+    ssl_ca_file: Path | None = Field(default=None, description="CA certificate(s) to trust, for SSL.")
+
+    @model_validator(mode="after")
+    def _sasl_has_credentials(self) -> Settings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_username and self.sasl_password.get_secret_value()
+        ):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_username and sasl_password"
+            )
+        return self
 
     @field_validator("bootstrap")
     @classmethod

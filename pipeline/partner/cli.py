@@ -166,6 +166,7 @@ def produce_command(
     """Send a file (or standard input) to the network as one feed's raw records; print a JSON
     summary. Exit 0 when every record was acknowledged, 1 when some were not, 2 on usage errors."""
     from pipeline.cli import print_json, settings
+    from pipeline.kafka import client_config
     from pipeline.partner.sdk import FeedProducer
     from pipeline.topics import RAW
 
@@ -182,7 +183,9 @@ def produce_command(
         records = list(split_records(data, fmt))
     except UsageError as exc:
         raise _usage(str(exc)) from None
-    with FeedProducer(s.bootstrap, feed, producer, fmt, topic=s.topic(RAW)) as sender:
+    with FeedProducer(
+        s.bootstrap, feed, producer, fmt, topic=s.topic(RAW), config=client_config(s)
+    ) as sender:
         _send_all(sender, records, progress and sys.stderr.isatty())
     summary = sender.summary()
     print_json(summary.as_dict())

@@ -35,3 +35,44 @@ def test_settings_are_frozen():
 def test_namespace_prefixes_topics():
     assert Settings(namespace="t1").topic("cwn.alerts.raw") == "t1.cwn.alerts.raw"
     assert Settings().topic("cwn.alerts.raw") == "cwn.alerts.raw"
+
+
+def test_every_client_takes_security_from_the_one_model(tmp_path):
+    import faust
+    import pytest as _pytest
+
+    from pipeline.kafka import client_config, faust_credentials
+    from pipeline.settings import Settings
+
+    plain = Settings(bootstrap="kafka:9092")
+    assert client_config(plain) == {"bootstrap.servers": "kafka:9092"}
+    assert faust_credentials(plain) is None
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("")
+    secure = Settings(bootstrap="kafka:9093", security_protocol="SASL_SSL", sasl_username="cwn-worker",
+                      sasl_password="hunter2", ssl_ca_file=ca)  # fmt: skip
+    assert client_config(secure) == {
+        "bootstrap.servers": "kafka:9093",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanisms": "SCRAM-SHA-512",
+        "sasl.username": "cwn-worker",
+        "sasl.password": "hunter2",
+        "ssl.ca.location": str(ca),
+    }
+    assert "hunter2" not in repr(secure), "the password never shows in logs"
+
+    sasl = Settings(
+        bootstrap="kafka:9093", security_protocol="SASL_PLAINTEXT", sasl_username="u", sasl_password="p"
+    )
+    credentials = faust_credentials(sasl)
+    assert isinstance(credentials, faust.SASLCredentials)
+    assert (credentials.username, credentials.password, credentials.mechanism.value) == (
+        "u",
+        "p",
+        "SCRAM-SHA-512",
+    )
+    assert credentials.ssl_context is None
+
+    with _pytest.raises(ValueError, match="SASL_SSL needs sasl_username and sasl_password"):
+        Settings(bootstrap="kafka:9093", security_protocol="SASL_SSL")
