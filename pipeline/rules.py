@@ -183,7 +183,8 @@ class EnrichmentRules:
             if _matches(rule.when, alert):
                 alert["severity"] = rule.set_severity
                 outcome.rule = rule.id
-        for item in alert.get("indicators") or []:
+        watched = (alert.get("indicators") or []) if self._raise else []  # no watch list: no lookups
+        for item in watched:
             name = self._watch.match(item)
             if name and SEVERITY_RANK[self._raise[name]] > SEVERITY_RANK[alert["severity"]]:
                 alert["severity"] = self._raise[name]
