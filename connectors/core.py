@@ -37,8 +37,20 @@ class Outcome(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Result:
+    """What became of one delivery. `retry_after` is the receiver's own wait, when it said one
+    (an HTTP `Retry-After`); the retry module waits at least that long."""
+
     outcome: Outcome
     detail: str = ""
+    retry_after: float | None = None
+
+
+DELIVERED = Result(Outcome.DELIVERED)
+
+
+def all_results(batch: Sequence[Delivery], result: Result) -> list[Result]:
+    """The same result for every delivery of a batch that succeeded or failed as one."""
+    return [result] * len(batch)
 
 
 class Connector(Protocol):
@@ -57,8 +69,15 @@ class Connector(Protocol):
     def health(self) -> dict[str, Any]: ...
 
 
-def refuse_above_ceiling(delivery: Delivery, ceiling: str) -> Result | None:
-    """The TLP check every connector makes again before sending: a FAILED result, or None."""
-    if within_ceiling(delivery.alert["tlp"], ceiling):
-        return None
-    return Result(Outcome.FAILED, f"tlp {delivery.alert['tlp']} above the target's ceiling {ceiling}")
+def refuse_above_ceiling(delivery: Delivery, ceiling: str, public: bool = False) -> Result | None:
+    """The TLP check made again before any send: a FAILED result, or None when it may go.
+
+    A target whose ceiling is below the alert's label is refused, and so is a `public` target
+    for anything but CLEAR (TLP 2.0: GREEN stays within the community).
+    """
+    tlp = delivery.alert["tlp"]
+    if not within_ceiling(tlp, ceiling):
+        return Result(Outcome.FAILED, f"tlp {tlp} above the target's ceiling {ceiling}")
+    if public and tlp != "CLEAR":
+        return Result(Outcome.FAILED, f"tlp {tlp} may not go to a public target")
+    return None

@@ -98,7 +98,9 @@ def check_environment(environ: dict[str, str] | None = None) -> None:
     """Reject unknown `CWN_*` variables by name before they are silently ignored."""
     env = os.environ if environ is None else environ
     known = {f"{_PREFIX}{name.upper()}" for name in Settings.model_fields}
-    unknown = sorted(k for k in env if k.startswith(_PREFIX) and k not in known)
+    # The connectors' own settings and secrets are checked by their own models.
+    theirs = (f"{_PREFIX}CONNECT_", f"{_PREFIX}SECRET_")
+    unknown = sorted(k for k in env if k.startswith(_PREFIX) and k not in known and not k.startswith(theirs))
     if unknown:
         raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
 
