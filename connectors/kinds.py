@@ -80,6 +80,8 @@ class _Base:
 
 
 class WebhookKind(_Base):
+    """Signed JSON batches over HTTPS (Standard Webhooks)."""
+
     name = "webhook"
 
     def connector(self, member: Member, target: Target) -> Connector:
@@ -101,6 +103,8 @@ class WebhookKind(_Base):
 
 
 class SyslogKind(_Base):
+    """RFC 5424 over TLS or TCP, JSON or CEF payloads."""
+
     name = "syslog"
 
     def connector(self, member: Member, target: Target) -> Connector:
@@ -117,6 +121,8 @@ class SyslogKind(_Base):
 
 
 class EmailKind(_Base):
+    """Digests per member per interval over SMTP with STARTTLS."""
+
     name = "email"
 
     def __init__(self, settings: ConnectSettings, secrets: SecretStore) -> None:
@@ -138,6 +144,8 @@ class EmailKind(_Base):
 
 
 class FileKind(_Base):
+    """Rotating JSON-lines files for air-gapped transfer."""
+
     name = "file"
 
     def connector(self, member: Member, target: Target) -> Connector:
@@ -154,7 +162,10 @@ class FileKind(_Base):
 
 
 class TaxiiKind(_Base):
-    """Serves the collections while it runs; its connectors only write to the store."""
+    """A TAXII 2.1 server with one collection per member.
+
+    It serves the collections while it runs; its connectors only write to the store.
+    """
 
     name = "taxii"
 

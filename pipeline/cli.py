@@ -319,6 +319,46 @@ def worker() -> None:
 
 
 @app.command()
+def connect(
+    kind: Annotated[str | None, typer.Argument(help="The connector to run.")] = None,
+    list_kinds: Annotated[bool, typer.Option("--list", help="Name the connectors and exit.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Check every target of this kind in the directory; exit.")
+    ] = False,
+) -> None:
+    """Deliver member topics through one connector (webhook, syslog, email, taxii, file) until
+    SIGTERM; start more with the same KIND to share the members between them."""
+    from connectors.kinds import KINDS
+    from connectors.settings import load_connect_settings
+
+    if list_kinds or kind is None:
+        for name, kind_class in KINDS.items():
+            print(
+                f"{name}\t{(kind_class.__doc__ or '').strip().splitlines()[0] if kind_class.__doc__ else ''}"
+            )
+        raise typer.Exit(0 if list_kinds else 2)
+    if kind not in KINDS:
+        err.print(f"[red]Unknown connector {kind!r}[/red]; `cwn connect --list` names them.")
+        raise typer.Exit(2)
+    try:
+        connect_settings = load_connect_settings()
+    except (ValidationError, ValueError) as exc:
+        err.print(f"[red]Invalid connector settings:[/red] {exc}\nFix the CWN_CONNECT_* variables.")
+        raise typer.Exit(2) from exc
+    if check:
+        from connectors.main import check_targets
+        from pipeline.control import read_directory
+
+        problems = check_targets(kind, connect_settings, read_directory(settings()))
+        for problem in problems:
+            err.print(f"[red]{problem}[/red]")
+        raise typer.Exit(1 if problems else 0)
+    from connectors.main import run_connector
+
+    run_connector(kind, settings(), connect_settings)
+
+
+@app.command()
 def demo(
     alerts: Annotated[int, typer.Option(help="Sample records to replay.")] = 5000,
     members: Annotated[int, typer.Option(help="Synthetic members in the directory.")] = 1152,

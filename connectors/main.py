@@ -1,0 +1,69 @@
+"""Runs one connector kind as a process: settings, metrics endpoint, directory view, runner."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from connectors.kinds import KINDS
+from connectors.metrics import create_connector_metrics
+from connectors.runner import Runner
+from connectors.secrets import SecretStore
+from connectors.settings import ConnectSettings
+from pipeline.control import DirectoryView
+from pipeline.kafka import ensure_topics, wait_for_cluster
+from pipeline.settings import Settings
+from pipeline.topics import pipeline_topics
+
+log = logging.getLogger(__name__)
+
+
+def check_targets(kind_name: str, settings: ConnectSettings, directory: object) -> list[str]:
+    """Every target of this kind that could not be served, as messages naming it."""
+    kind = KINDS[kind_name](settings, SecretStore(settings.secrets_dir))
+    problems = []
+    for member in directory:  # type: ignore[attr-defined]
+        for target in member.targets:
+            if target.type == kind_name:
+                try:
+                    kind.connector(member, target)
+                except ValueError as exc:
+                    problems.append(str(exc))
+    return problems
+
+
+def run_connector(kind_name: str, settings: Settings, connect: ConnectSettings) -> None:
+    """Serve `kind_name` until SIGTERM or SIGINT; then finish quick sends, commit and stop."""
+    logging.basicConfig(
+        level=settings.log_level.upper().replace("WARN", "WARNING"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    wait_for_cluster(settings)
+    ensure_topics(settings, pipeline_topics(settings))
+    registry = CollectorRegistry()
+    metrics = create_connector_metrics(registry)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=registry)
+    directory = DirectoryView(settings).start()
+    if not directory.wait_ready(60):
+        raise TimeoutError("the control topics could not be read within 60s")
+    problems = check_targets(kind_name, connect, directory.index.directory)
+    for problem in problems:
+        log.error("Target not served: %s", problem)
+    kind = KINDS[kind_name](connect, SecretStore(connect.secrets_dir))
+    runner = Runner(kind, settings, connect, metrics, directory)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await runner.run(stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        directory.stop()
