@@ -40,6 +40,7 @@ MEDIA_TYPE = "application/taxii+json;version=2.1"
 STIX_MEDIA_TYPE = "application/stix+json;version=2.1"
 API_ROOT = "cwn"
 _NAMESPACE = uuid.UUID("0b6f3b3e-6a0f-5d35-8d0c-6c3e1f2a9b47")
+_MEMBER = web.RequestKey("member", str)
 _ACCEPTABLE = ("application/taxii+json;version=2.1", "application/taxii+json", "*/*", "application/*")
 
 
@@ -227,7 +228,7 @@ class TaxiiServer:
         accept = request.headers.get("Accept", "*/*").replace(" ", "")
         if not any(kind in accept for kind in _ACCEPTABLE):
             return _error(406, "not acceptable", f"this server speaks {MEDIA_TYPE}")
-        request["member"] = member
+        request[_MEMBER] = member
         try:
             return await handler(request)
         except web.HTTPNotFound:
@@ -261,10 +262,10 @@ class TaxiiServer:
         }
 
     async def _collections(self, request: web.Request) -> web.Response:
-        return _taxii({"collections": [self._describe(request["member"])]})
+        return _taxii({"collections": [self._describe(request[_MEMBER])]})
 
     def _own(self, request: web.Request) -> str | None:
-        member = request["member"]
+        member = request[_MEMBER]
         return member if request.match_info["cid"] == collection_id(member) else None
 
     async def _collection(self, request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email
+import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,12 @@ import trustme
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @dataclass
@@ -138,7 +145,7 @@ class SmtpServer:
         self.controller = Controller(
             _SmtpHandler(self),
             hostname="127.0.0.1",
-            port=0,
+            port=free_port(),
             tls_context=tls.server_context(),
             require_starttls=True,
         )
@@ -149,7 +156,7 @@ class SmtpServer:
 
     @property
     def port(self) -> int:
-        return self.controller.server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self.controller.port
 
     def stop(self) -> None:
         self.controller.stop()
