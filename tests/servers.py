@@ -137,17 +137,18 @@ class _SmtpHandler:
 
 
 class SmtpServer:
-    """aiosmtpd on loopback that requires STARTTLS; `mode` ok, tempfail or permfail."""
+    """aiosmtpd on loopback that requires STARTTLS (or, without `tls`, cannot offer it);
+    `mode` ok, tempfail or permfail."""
 
-    def __init__(self, tls: Tls) -> None:
+    def __init__(self, tls: Tls | None) -> None:
         self.mode = "ok"
         self.messages: list[tuple[list[str], email.message.Message, bool]] = []
         self.controller = Controller(
             _SmtpHandler(self),
             hostname="127.0.0.1",
             port=free_port(),
-            tls_context=tls.server_context(),
-            require_starttls=True,
+            tls_context=tls.server_context() if tls else None,
+            require_starttls=tls is not None,
         )
 
     def start(self) -> SmtpServer:

@@ -18,13 +18,7 @@ from connectors.core import Outcome
 from connectors.endpoint import Endpoint, Limits, Pending
 from connectors.retry import RetryPolicy
 from tests.integration.connectors.harnesses import HARNESSES, Harness
-from tests.servers import Tls
 from tests.unit.connectors.deliveries import deliveries
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    return Tls.make(tmp_path_factory.mktemp("tls"))
 
 
 def run_with(harness_class, tls, tmp_path, body):
