@@ -72,7 +72,8 @@ class WebhookServer:
     async def start(self) -> WebhookServer:
         app = web.Application()
         app.router.add_post("/{path:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        # Requests left hanging on purpose are cut off at stop, not waited for.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls.server_context())
         await site.start()
