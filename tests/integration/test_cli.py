@@ -16,12 +16,22 @@ from pipeline.settings import Settings
 pytestmark = pytest.mark.integration
 
 
-def cwn(
-    settings: Settings, *args: str, stdin: bytes | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess:
+def cwn_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a `cwn` process on the test's broker and namespace."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CWN_") and k != "KAFKA_BOOTSTRAP"}
     env |= {"KAFKA_BOOTSTRAP": settings.bootstrap, "CWN_NAMESPACE": settings.namespace,
             "CWN_STATE_DIR": str(settings.state_dir), "CWN_PARTITIONS": str(settings.partitions)}  # fmt: skip
+    return env | (extra or {})
+
+
+def cwn(
+    settings: Settings,
+    *args: str,
+    stdin: bytes | None = None,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    env = cwn_env(settings, env)
     return subprocess.run(
         [sys.executable, "-m", "pipeline.cli", *args],
         env=env,
