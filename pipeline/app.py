@@ -75,6 +75,11 @@ def create_app(
         recovered = app.tables.recovery.completed.is_set() and not getattr(app, "in_recovery", False)
         metrics.ready.set(1 if recovered and directory.wait_ready(0) else 0)
 
+    @app.timer(15.0)
+    async def report_dedup_size() -> None:
+        # RocksDB answers with its key estimate; a memory store counts its dict.
+        metrics.dedup_keys.set(len(dedup_table))
+
     normalise_ctx = agents.StageContext(settings, metrics, directory, producers[0].send_batch)
     dispatch_ctx = agents.StageContext(settings, metrics, directory, producers[1].send_batch)
     app.agent(topic(RAW), name="normalise")(agents.normalise_agent(normalise_ctx))

@@ -33,6 +33,8 @@ class Metrics:
     directory_members: Gauge
     directory_version: Gauge
     ready: Gauge
+    consumer_lag: Gauge
+    dedup_keys: Gauge
     build: Info
 
 
@@ -110,6 +112,18 @@ def create_metrics(registry: CollectorRegistry, version: str = "") -> Metrics:
             "cwn_worker_ready",
             "1 once the worker has its partitions, its tables recovered and its directory read; "
             "0 while it starts or rebalances.",
+            registry=registry,
+        ),
+        consumer_lag=Gauge(
+            "cwn_consumer_lag_records",
+            "Records of a partition the consumer group has not committed yet (high watermark minus "
+            "committed offset), as measured from the broker.",
+            ["group", "topic", "partition"],
+            registry=registry,
+        ),
+        dedup_keys=Gauge(
+            "cwn_dedup_keys",
+            "Fingerprints in this worker's part of the dedup table (RocksDB's estimate).",
             registry=registry,
         ),
         build=Info("cwn_build", "Version of the running pipeline.", registry=registry),

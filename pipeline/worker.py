@@ -13,10 +13,11 @@ from pipeline import __version__
 from pipeline.app import create_app
 from pipeline.control import DirectoryView
 from pipeline.kafka import ensure_topics, wait_for_cluster
+from pipeline.lag import LagMonitor
 from pipeline.metrics import create_metrics
 from pipeline.producer import AsyncProducer
 from pipeline.settings import Settings
-from pipeline.topics import pipeline_topics
+from pipeline.topics import NORMALISED, RAW, pipeline_topics
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ def run_worker(settings: Settings) -> None:
 
     directory.on_change = on_directory_change
     directory.start()
+    inputs = [settings.topic(RAW), settings.topic(NORMALISED)]
+    lag = LagMonitor(settings, settings.group_id, lambda: inputs, metrics.consumer_lag).start()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     producers = (AsyncProducer(settings), AsyncProducer(settings))
     app = create_app(settings, metrics, directory, producers)
@@ -58,4 +61,5 @@ def run_worker(settings: Settings) -> None:
     finally:
         for producer in producers:
             producer.close()
+        lag.stop()
         directory.stop()
