@@ -17,7 +17,7 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
     # promtool comes with Debian's prometheus package, which scripts/system-deps.sh installs.
-    assert Path(PROMTOOL).exists(), "promtool is missing: run scripts/system-deps.sh (Debian package prometheus)"
+    assert Path(PROMTOOL).exists(), "promtool missing: run scripts/system-deps.sh (Debian: prometheus)"
     return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=120)
 
 
