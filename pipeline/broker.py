@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -19,7 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.kafka import wait_for_cluster
+from pipeline.security.pki import BROKER_CN, Pki, make_pki
 from pipeline.settings import Settings
+
+#: The secured broker's administrator: a super user, for provisioning and the pipeline's own tools.
+ADMIN_USER = "cwn-admin"
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.25.3"
@@ -86,18 +91,69 @@ def resolve_jars(version: str = KAFKA_VERSION) -> Path:
 
 @dataclass(frozen=True)
 class LocalBroker:
-    """One broker's files under `home`, listening on `port` (and `port + 1` for its controller)."""
+    """One broker's files under `home`, listening on `port` (and `port + 1` for its controller).
+
+    `secure` makes it the broker of a secured cluster: clients connect with SASL (SCRAM-SHA-512)
+    over TLS on `port`; the controller (`port + 1`) and the inter-broker listener (`port + 2`)
+    take only mutually authenticated TLS with the broker's own certificate; the StandardAuthorizer
+    refuses everything no ACL grants, except to the super users (the broker and `cwn-admin`).
+    The CA, the broker's certificate and the administrator's password are generated once under
+    `home`.
+    """
 
     home: Path
     port: int = 9092
     heap: str = "768m"
+    secure: bool = False
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LocalBroker:
+    def from_settings(cls, settings: Settings, secure: bool = False) -> LocalBroker:
         host, _, port = settings.bootstrap.split(",")[0].rpartition(":")
         if host not in ("127.0.0.1", "localhost"):
             raise BrokerError(f"the local broker runs on loopback; {settings.bootstrap} is not local")
-        return cls(home=settings.state_dir.resolve() / "broker", port=int(port))
+        home = settings.state_dir.resolve() / ("broker-secure" if secure else "broker")
+        return cls(home=home, port=int(port), secure=secure)
+
+    @property
+    def pki(self) -> Pki:
+        return Pki(self.home / "tls")
+
+    @property
+    def admin_password(self) -> str:
+        """The administrator's password, made once (mode 0600)."""
+        path = self.home / "admin.password"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(24))
+            os.chmod(path, 0o600)
+        return path.read_text().strip()
+
+    def client_settings(self, **overrides: object) -> Settings:
+        """Settings for a client of this broker; on a secure broker, as its administrator."""
+        if not self.secure:
+            return Settings(bootstrap=self.bootstrap, **overrides)  # type: ignore[arg-type]
+        return Settings(
+            bootstrap=self.bootstrap,
+            security_protocol="SASL_SSL",
+            sasl_mechanism="SCRAM-SHA-512",
+            sasl_username=ADMIN_USER,
+            sasl_password=self.admin_password,  # type: ignore[arg-type]
+            ssl_ca_file=self.pki.ca_file,
+            **overrides,  # type: ignore[arg-type]
+        )
+
+    def client_env(self) -> dict[str, str]:
+        """The `CWN_*` variables that point a `cwn` process at this broker."""
+        settings = self.client_settings()
+        env = {"KAFKA_BOOTSTRAP": self.bootstrap, "CWN_SECURITY_PROTOCOL": settings.security_protocol}
+        if self.secure:
+            env |= {
+                "CWN_SASL_MECHANISM": settings.sasl_mechanism,
+                "CWN_SASL_USERNAME": settings.sasl_username,
+                "CWN_SASL_PASSWORD": settings.sasl_password.get_secret_value(),
+                "CWN_SSL_CA_FILE": str(settings.ssl_ca_file),
+            }
+        return env
 
     @property
     def bootstrap(self) -> str:
@@ -156,10 +212,37 @@ class LocalBroker:
             # Member topics are many and small: keep their index files small too.
             "log.index.size.max.bytes": str(1024 * 1024),
         }
+        if self.secure:
+            props |= self._secure_props(controller)
         path = self.home / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.home / "log4j2.xml").write_text(_LOG4J)
         return path
+
+    def _secure_props(self, controller: int) -> dict[str, str]:
+        pki = make_pki(self.home / "tls")
+        internal = self.port + 2
+        return {
+            "listeners": f"SASL_SSL://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller},"
+            f"INTERNAL://127.0.0.1:{internal}",
+            "advertised.listeners": f"SASL_SSL://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller},"
+            f"INTERNAL://127.0.0.1:{internal}",
+            "listener.security.protocol.map": "CONTROLLER:SSL,INTERNAL:SSL,SASL_SSL:SASL_SSL",
+            "inter.broker.listener.name": "INTERNAL",
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(pki.keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(pki.ca_file),
+            "listener.name.internal.ssl.client.auth": "required",
+            "listener.name.controller.ssl.client.auth": "required",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:CN={BROKER_CN};User:{ADMIN_USER}",
+            "allow.everyone.if.no.acl.found": "false",
+        }
 
     def _java(self, jars: Path, *args: str) -> list[str]:
         java = shutil.which("java")
@@ -180,9 +263,11 @@ class LocalBroker:
         config = self._write_config()
         if not (self.home / "data" / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            scram = ["--add-scram", f"SCRAM-SHA-512=[name={ADMIN_USER},password={self.admin_password}]"]
             fmt = subprocess.run(
                 self._java(jars, "kafka.tools.StorageTool", "format", "--standalone",
-                           "-t", cluster_id, "-c", str(config), "--ignore-formatted"),
+                           "-t", cluster_id, "-c", str(config), "--ignore-formatted",
+                           *(scram if self.secure else [])),
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             if fmt.returncode != 0:
@@ -203,7 +288,7 @@ class LocalBroker:
                 self.down()
                 raise BrokerError(f"broker not ready after {timeout:.0f}s; see {self.log_file}")
             time.sleep(0.25)
-        wait_for_cluster(Settings(bootstrap=self.bootstrap), timeout=max(5.0, deadline - time.monotonic()))
+        wait_for_cluster(self.client_settings(), timeout=max(5.0, deadline - time.monotonic()))
         return process.pid
 
     def _log_since(self, offset: int) -> str:
@@ -232,7 +317,13 @@ class LocalBroker:
 
     def status(self) -> dict[str, object]:
         pid = self.pid()
-        return {"running": pid is not None, "pid": pid, "bootstrap": self.bootstrap, "home": str(self.home)}
+        return {
+            "running": pid is not None,
+            "pid": pid,
+            "bootstrap": self.bootstrap,
+            "home": str(self.home),
+            "secure": self.secure,
+        }
 
 
 def _alive(pid: int) -> bool:

@@ -52,36 +52,50 @@ def version() -> None:
     print(__version__)
 
 
+SecureOption = Annotated[
+    bool,
+    typer.Option("--secure", help="The secured broker: SASL/SCRAM over TLS, ACLs, a throwaway CA."),
+]
+
+
 @kafka_app.command("up")
-def kafka_up() -> None:
-    """Start the local broker (downloads Apache Kafka jars from Maven Central on first use)."""
+def kafka_up(secure: SecureOption = False) -> None:
+    """Start the local broker (downloads Apache Kafka jars from Maven Central on first use).
+
+    With --secure, clients must authenticate (SCRAM-SHA-512 over TLS) and may do only what ACLs
+    grant; the variables that make `cwn` the broker's administrator are printed on stdout
+    (`eval "$(cwn kafka up --secure)"`)."""
     from pipeline.broker import BrokerError, LocalBroker
 
-    broker = LocalBroker.from_settings(settings())
+    broker = LocalBroker.from_settings(settings(), secure=secure)
     started = time.monotonic()
     try:
         pid = broker.up()
     except BrokerError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
-    err.print(f"Kafka is serving on {broker.bootstrap} (pid {pid}, {time.monotonic() - started:.1f}s).")
+    kind = "secured Kafka (SASL_SSL)" if secure else "Kafka"
+    err.print(f"{kind} is serving on {broker.bootstrap} (pid {pid}, {time.monotonic() - started:.1f}s).")
+    if secure:
+        for name, value in broker.client_env().items():
+            print(f"export {name}={value}")
 
 
 @kafka_app.command("down")
-def kafka_down() -> None:
+def kafka_down(secure: SecureOption = False) -> None:
     """Stop the local broker cleanly."""
     from pipeline.broker import LocalBroker
 
-    stopped = LocalBroker.from_settings(settings()).down()
+    stopped = LocalBroker.from_settings(settings(), secure=secure).down()
     err.print("Kafka stopped." if stopped else "Kafka was not running.")
 
 
 @kafka_app.command("status")
-def kafka_status() -> None:
+def kafka_status(secure: SecureOption = False) -> None:
     """Print whether the local broker runs, as JSON; exit 1 when it does not."""
     from pipeline.broker import LocalBroker
 
-    status = LocalBroker.from_settings(settings()).status()
+    status = LocalBroker.from_settings(settings(), secure=secure).status()
     print_json(status)
     raise typer.Exit(0 if status["running"] else 1)
 
@@ -127,9 +141,15 @@ def members_import(
 
 
 @members_app.command("remove")
-def members_remove(member_id: str) -> None:
-    """Remove one member: routers stop delivering to it at once; its topic is kept."""
+def members_remove(
+    member_id: str,
+    delete_topic: Annotated[bool, typer.Option(help="Delete its topic too (the default keeps it).")] = False,
+) -> None:
+    """Remove one member: routers stop delivering to it at once; on a secured broker its
+    credentials and ACLs are revoked at once (no restart); its topic is kept unless asked."""
     from pipeline.control import read_directory, remove_member
+    from pipeline.kafka import delete_topics
+    from pipeline.topics import member_topic
 
     s = settings()
     member = read_directory(s).get(member_id)
@@ -137,7 +157,52 @@ def members_remove(member_id: str) -> None:
         err.print(f"[red]No member {member_id!r} in the directory.[/red] See `cwn members list`.")
         raise typer.Exit(1)
     remove_member(s, member)
+    if s.security_protocol.startswith("SASL"):
+        _provisioner(s).revoke_member(member_id)
+        err.print(f"Credentials and ACLs of {member_id} revoked.")
+    if delete_topic:
+        delete_topics(s, [member_topic(s, member_id)])
     err.print(f"Member {member_id} removed.")
+
+
+def _provisioner(s: Settings) -> Any:
+    from pipeline.security.provision import CredentialStore, Provisioner
+
+    return Provisioner(s, CredentialStore(s.state_dir / "credentials"))
+
+
+@members_app.command("credentials")
+def members_credentials(
+    member_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = True,
+    rotate: Annotated[bool, typer.Option(help="Replace the password; the old one stops working.")] = False,
+) -> None:
+    """Create (once) or rotate a member's SCRAM credentials and ACLs on the secured broker, and
+    print the settings its systems connect with: read its own topic, nothing else."""
+    from pipeline.control import read_directory
+    from pipeline.security.acl import member_group_prefix, member_principal
+    from pipeline.topics import member_topic
+
+    s = settings()
+    if not s.security_protocol.startswith("SASL"):
+        err.print("[red]Credentials need a secured broker:[/red] set CWN_SECURITY_PROTOCOL=SASL_SSL "
+                  "and the administrator's CWN_SASL_* (see `cwn kafka up --secure`).")  # fmt: skip
+        raise typer.Exit(2)
+    if read_directory(s).get(member_id) is None:
+        err.print(f"[red]No member {member_id!r} in the directory.[/red] See `cwn members list`.")
+        raise typer.Exit(1)
+    password = _provisioner(s).provision_member(s, member_id, rotate=rotate)
+    result = {
+        "bootstrap": s.bootstrap,
+        "security_protocol": s.security_protocol,
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "username": member_principal(member_id),
+        "password": password,
+        "ca_file": str(s.ssl_ca_file) if s.ssl_ca_file else None,
+        "topic": member_topic(s, member_id),
+        "group_prefix": member_group_prefix(s, member_id),
+    }
+    print_json(result) if as_json else err.print(result)
 
 
 @members_app.command("backfill")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from pipeline.demo.feed import FeedRecord
 from pipeline.directory import Directory
@@ -53,6 +54,10 @@ class Worker:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CWN_") and k != "KAFKA_BOOTSTRAP"}
         for field, value in self.settings.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
             env[f"CWN_{field.upper()}"] = str(value)
         return env
 

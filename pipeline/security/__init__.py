@@ -1,0 +1,1 @@
+"""Securing the broker: a throwaway PKI for the local broker, SCRAM credentials and ACLs."""

@@ -1,0 +1,105 @@
+"""Who may do what on the broker: the ACLs of every principal, as pure data.
+
+- A member (`member-<id>`) may read and describe its own topic, `cwn.deliver.<id>`, and use
+  consumer groups whose names start with `member.<id>.`; nothing else (no other topic, no write).
+- A partner producer (the producer names of `feeds.yaml`) may write and describe the raw topic
+  only.
+- The pipeline's workers (`cwn-worker`) read the raw and control topics, write the pipeline's own
+  topics and every member topic, and use their own consumer group; connector runners
+  (`cwn-connect`) read member topics and the control topics, write receipts and delivery dead
+  letters, and use the connector groups. Topic creation and provisioning are the administrator's.
+
+Names follow `Settings.topic` and `Settings.group_id`, so a namespaced deployment gets the same
+rules inside its namespace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.settings import Settings
+from pipeline.topics import (
+    DEADLETTER,
+    DELIVERY_DEADLETTER,
+    ENRICHED,
+    ENRICHMENT,
+    FEEDS,
+    MEMBERS,
+    NORMALISED,
+    RAW,
+    RECEIPTS,
+    SUBSCRIPTIONS,
+    dedup_changelog,
+    member_topic,
+    member_topic_prefix,
+)
+
+WORKER = "cwn-worker"
+CONNECT = "cwn-connect"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One ALLOW ACL: `principal` may do `operation` on a resource (literal name or prefix)."""
+
+    principal: str
+    resource: str  # "topic", "group", "cluster", "transactional_id"
+    name: str
+    operation: str  # "READ", "WRITE", "DESCRIBE", "CREATE", "IDEMPOTENT_WRITE"
+    prefixed: bool = False
+
+
+def member_principal(member_id: str) -> str:
+    return f"member-{member_id}"
+
+
+def member_group_prefix(settings: Settings, member_id: str) -> str:
+    return settings.topic(f"member.{member_id}.")
+
+
+def member_grants(settings: Settings, member_id: str) -> list[Grant]:
+    user = f"User:{member_principal(member_id)}"
+    topic = member_topic(settings, member_id)
+    return [
+        Grant(user, "topic", topic, "READ"),
+        Grant(user, "topic", topic, "DESCRIBE"),
+        Grant(user, "group", member_group_prefix(settings, member_id), "READ", prefixed=True),
+    ]
+
+
+def producer_grants(settings: Settings, producer: str) -> list[Grant]:
+    user = f"User:{producer}"
+    raw = settings.topic(RAW)
+    return [Grant(user, "topic", raw, "WRITE"), Grant(user, "topic", raw, "DESCRIBE")]
+
+
+def worker_grants(settings: Settings) -> list[Grant]:
+    user = f"User:{WORKER}"
+    t = settings.topic
+    grants = [Grant(user, "group", settings.group_id, op, prefixed=True) for op in ("READ", "DESCRIBE")]
+    for topic in (RAW, NORMALISED, MEMBERS, SUBSCRIPTIONS, FEEDS, ENRICHMENT):
+        grants += [Grant(user, "topic", t(topic), op) for op in ("READ", "DESCRIBE")]
+    for topic in (NORMALISED, ENRICHED, DEADLETTER):
+        grants += [Grant(user, "topic", t(topic), op) for op in ("WRITE", "DESCRIBE")]
+    grants += [Grant(user, "topic", dedup_changelog(settings), op) for op in ("READ", "WRITE", "DESCRIBE")]
+    grants += [
+        Grant(user, "topic", member_topic_prefix(settings), op, prefixed=True) for op in ("WRITE", "DESCRIBE")
+    ]
+    return grants
+
+
+def connect_grants(settings: Settings) -> list[Grant]:
+    user = f"User:{CONNECT}"
+    t = settings.topic
+    grants = [
+        Grant(user, "group", f"{settings.group_id}-connect-", op, prefixed=True)
+        for op in ("READ", "DESCRIBE")
+    ]
+    grants += [
+        Grant(user, "topic", member_topic_prefix(settings), op, prefixed=True) for op in ("READ", "DESCRIBE")
+    ]
+    for topic in (MEMBERS, SUBSCRIPTIONS, FEEDS, ENRICHMENT):
+        grants += [Grant(user, "topic", t(topic), op) for op in ("READ", "DESCRIBE")]
+    for topic in (RECEIPTS, DELIVERY_DEADLETTER):
+        grants += [Grant(user, "topic", t(topic), op) for op in ("WRITE", "DESCRIBE")]
+    return grants

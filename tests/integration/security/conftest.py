@@ -1,0 +1,72 @@
+"""A secured broker for the session (SASL/SCRAM over TLS, StandardAuthorizer, no ACL no access),
+started next to the plain one, and per-test namespaces on it."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from pipeline.broker import LocalBroker
+from pipeline.demo.run import cleanup_namespace
+from pipeline.kafka import ensure_topics
+from pipeline.security.provision import CredentialStore, Provisioner
+from pipeline.settings import Settings
+from pipeline.topics import pipeline_topics
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free loopback ports."""
+    for _ in range(100):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+        try:
+            for offset in range(1, count):
+                with socket.socket() as other:
+                    other.bind(("127.0.0.1", port + offset))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError(f"no {count} consecutive free ports on loopback")
+
+
+@pytest.fixture(scope="session")
+def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    broker = LocalBroker(home=tmp_path_factory.mktemp("kafka-secure"), port=free_ports(3), secure=True)
+    broker.up()
+    try:
+        yield broker
+    finally:
+        broker.down()
+
+
+@pytest.fixture
+def admin(secure_broker: LocalBroker, tmp_path: Path) -> Iterator[Settings]:
+    """The administrator's settings in a namespace of the test's own."""
+    s = secure_broker.client_settings(
+        namespace=f"s{uuid.uuid4().hex[:10]}",
+        partitions=2,
+        state_dir=tmp_path,
+        data_dir=tmp_path / "worker",
+        metrics_port=0,
+        log_level="info",
+    )
+    ensure_topics(s, pipeline_topics(s))
+    yield s
+    cleanup_namespace(s, s.namespace + ".")
+
+
+@pytest.fixture
+def provisioner(admin: Settings) -> Provisioner:
+    return Provisioner(admin, CredentialStore(admin.state_dir / "credentials"))
+
+
+def as_principal(admin: Settings, username: str, password: str | SecretStr) -> Settings:
+    """The same broker and namespace, as another principal."""
+    secret = password if isinstance(password, SecretStr) else SecretStr(password)
+    return admin.model_copy(update={"sasl_username": username, "sasl_password": secret})
