@@ -14,7 +14,7 @@ from connectors.runner import Runner
 from connectors.secrets import SecretStore
 from connectors.settings import ConnectSettings
 from pipeline.control import DirectoryView
-from pipeline.kafka import ensure_topics, wait_for_cluster
+from pipeline.kafka import TopicsRefused, ensure_topics, wait_for_cluster
 from pipeline.settings import Settings
 from pipeline.topics import pipeline_topics
 
@@ -42,7 +42,10 @@ def run_connector(kind_name: str, settings: Settings, connect: ConnectSettings) 
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     wait_for_cluster(settings)
-    ensure_topics(settings, pipeline_topics(settings))
+    try:
+        ensure_topics(settings, pipeline_topics(settings))
+    except TopicsRefused as exc:
+        log.warning("Topics are the administrator's to create (cwn topics ensure): %s", exc)
     registry = CollectorRegistry()
     metrics = create_connector_metrics(registry)
     if settings.metrics_port:

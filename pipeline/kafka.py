@@ -103,8 +103,21 @@ def wait_for_cluster(settings: Settings, timeout: float = 60.0) -> None:
             time.sleep(0.5)
 
 
+class TopicsRefused(KafkaException):
+    """The principal may not create (or even see) some topics; their names are in `names`."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(f"not authorized to create or describe: {', '.join(names)}")
+        self.names = names
+
+
 def ensure_topics(settings: Settings, specs: Iterable[TopicSpec], timeout: float = 60.0) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created. Idempotent."""
+    """Create the topics that do not exist yet; returns the names created. Idempotent.
+
+    On a secured cluster a least-privileged principal sees only the topics it may describe:
+    topics it may not create are collected and raised together as `TopicsRefused` after the
+    others are made, so a caller that leaves topic management to the administrator can go on.
+    """
     admin = make_admin(settings)
     existing = set(admin.list_topics(timeout=timeout).topics)
     new = [
@@ -112,7 +125,8 @@ def ensure_topics(settings: Settings, specs: Iterable[TopicSpec], timeout: float
         for s in specs
         if s.name not in existing
     ]
-    created = []
+    created: list[str] = []
+    refused: list[str] = []
     for start in range(0, len(new), 500):
         futures = admin.create_topics(new[start : start + 500], request_timeout=timeout)
         for name, future in futures.items():
@@ -120,9 +134,14 @@ def ensure_topics(settings: Settings, specs: Iterable[TopicSpec], timeout: float
                 future.result()
                 created.append(name)
             except KafkaException as exc:
-                if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                reason = exc.args[0].name()
+                if reason in ("TOPIC_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED"):
+                    refused.append(name)
+                elif reason != "TOPIC_ALREADY_EXISTS":
                     raise
-    _wait_for_metadata(admin, [t.topic for t in new], timeout)
+    _wait_for_metadata(admin, [t.topic for t in new if t.topic not in refused], timeout)
+    if refused:
+        raise TopicsRefused(refused)
     return created
 
 

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from pipeline import __version__
 from pipeline.app import create_app
 from pipeline.control import DirectoryView
-from pipeline.kafka import ensure_topics, wait_for_cluster
+from pipeline.kafka import TopicsRefused, ensure_topics, wait_for_cluster
 from pipeline.lag import LagMonitor
 from pipeline.metrics import create_metrics
 from pipeline.producer import AsyncProducer
@@ -31,7 +31,10 @@ def run_worker(settings: Settings) -> None:
     # `kill -USR1 <pid>` writes every thread's stack to the log: the first look at a stuck worker.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     wait_for_cluster(settings)
-    ensure_topics(settings, pipeline_topics(settings))
+    try:
+        ensure_topics(settings, pipeline_topics(settings))
+    except TopicsRefused as exc:
+        log.warning("Topics are the administrator's to create (cwn topics ensure): %s", exc)
     registry = CollectorRegistry()
     metrics = create_metrics(registry, __version__)
     if settings.metrics_port:

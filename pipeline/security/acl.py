@@ -81,7 +81,11 @@ def worker_grants(settings: Settings) -> list[Grant]:
         grants += [Grant(user, "topic", t(topic), op) for op in ("READ", "DESCRIBE")]
     for topic in (NORMALISED, ENRICHED, DEADLETTER):
         grants += [Grant(user, "topic", t(topic), op) for op in ("WRITE", "DESCRIBE")]
-    grants += [Grant(user, "topic", dedup_changelog(settings), op) for op in ("READ", "WRITE", "DESCRIBE")]
+    # Faust's own topics (the dedup changelog, its assignor's topic) start with the group id.
+    internal = f"{settings.group_id}-"
+    assert dedup_changelog(settings).startswith(internal)
+    ops = ("CREATE", "READ", "WRITE", "DESCRIBE")
+    grants += [Grant(user, "topic", internal, op, prefixed=True) for op in ops]
     grants += [
         Grant(user, "topic", member_topic_prefix(settings), op, prefixed=True) for op in ("WRITE", "DESCRIBE")
     ]
