@@ -42,11 +42,24 @@ def header(headers: Mapping[str, bytes], name: str) -> str:
 
 
 def normalise(
-    payload: bytes | None, headers: Mapping[str, bytes], feeds: FeedRegistry, limits: Limits, now: datetime
+    payload: bytes | None,
+    headers: Mapping[str, bytes],
+    feeds: FeedRegistry,
+    limits: Limits,
+    now: datetime,
+    writer: str | None = None,
 ) -> Parsed:
-    """Parse one raw record into fingerprinted alerts; every rejection names field and feed."""
+    """Parse one raw record into fingerprinted alerts; every rejection names field and feed.
+
+    `writer` is the producer the broker authenticated, when the record came from a partner's
+    own raw topic (which only that partner may write): it is the record's producer whatever
+    the header says, and a header naming someone else is refused. Without it the `producer`
+    header is taken at its word (the shared raw topic of an open broker).
+    """
     feed = header(headers, FEED_HEADER)
     try:
+        if writer is not None:
+            headers = _bind_writer(headers, writer)
         parsed = _parse(payload, headers, feed, feeds, limits, now)
     except Rejected as rejected:
         parsed = Parsed(rejected=[rejected])
@@ -59,6 +72,15 @@ def normalise(
     for alert in parsed.alerts:
         alert["fingerprint"] = fingerprint(alert)
     return parsed
+
+
+def _bind_writer(headers: Mapping[str, bytes], writer: str) -> Mapping[str, bytes]:
+    claimed = header(headers, PRODUCER_HEADER)
+    if claimed and claimed != writer:
+        raise Rejected(
+            PRODUCER_HEADER, f"the record claims producer {claimed[:64]!r} but was written by {writer!r}"
+        )
+    return {**headers, PRODUCER_HEADER: writer.encode()}
 
 
 def _parse(

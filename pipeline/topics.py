@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pipeline.settings import Settings
@@ -19,6 +21,7 @@ DELIVERY_DEADLETTER = "cwn.delivery.deadletter"
 DELIVER_PREFIX = "cwn.deliver."
 
 _HOUR_MS = 3_600_000
+_TOPIC_SAFE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,26 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         # broker is slow to create it finds it missing, and its dispatch agent stops for good.
         TopicSpec(dedup_changelog(settings), p, {"cleanup.policy": "compact"}),
     ]
+
+
+def partner_raw_topic(settings: Settings, producer: str) -> str | None:
+    """The raw topic only `producer` may write on a secured broker; None when its name cannot be
+    a topic name (it holds `@`)."""
+    if not _TOPIC_SAFE.match(producer):
+        return None
+    return settings.topic(f"{RAW}.{producer}")
+
+
+def producer_of_topic(settings: Settings, topic: str) -> str | None:
+    """The producer whose own raw topic `topic` is, or None for any other topic."""
+    prefix = settings.topic(RAW) + "."
+    return topic[len(prefix) :] if topic.startswith(prefix) and len(topic) > len(prefix) else None
+
+
+def partner_topic_specs(settings: Settings, producers: Iterable[str]) -> list[TopicSpec]:
+    data = {"retention.ms": str(settings.data_retention_hours * _HOUR_MS), "cleanup.policy": "delete"}
+    names = sorted({t for p in producers if (t := partner_raw_topic(settings, p))})
+    return [TopicSpec(name, settings.partitions, data) for name in names]
 
 
 def member_topic_spec(settings: Settings, member_id: str) -> TopicSpec:

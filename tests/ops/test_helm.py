@@ -31,7 +31,7 @@ def helm(*args: str) -> subprocess.CompletedProcess:
 
 
 def render(values: Path | None = None, *sets: str) -> list[dict]:
-    args = ["template", "cwn", str(CHART), "--namespace", "cwn"]
+    args = ["template", "cwn", str(CHART), "--namespace", "cwn", "--kube-version", KUBERNETES]
     if values is not None:
         args += ["-f", str(values)]
     for item in sets:
@@ -54,7 +54,7 @@ def manifests(request) -> list[dict]:
 
 @pytest.mark.parametrize("values", SCENARIOS, ids=[p.name for p in SCENARIOS])
 def test_lint_is_clean(values):
-    linted = helm("lint", "--strict", str(CHART), "-f", str(values))
+    linted = helm("lint", "--strict", "--kube-version", KUBERNETES, str(CHART), "-f", str(values))
     assert linted.returncode == 0, linted.stdout + linted.stderr
 
 
@@ -170,5 +170,5 @@ def test_the_schema_refuses_unknown_keys_and_bad_values(setting, complaint):
 
 
 def test_sasl_without_a_secret_is_refused_by_name():
-    rendered = helm("template", "cwn", str(CHART))
+    rendered = helm("template", "cwn", str(CHART), "--kube-version", KUBERNETES)
     assert rendered.returncode != 0 and "kafka.sasl.existingSecret is required" in rendered.stderr
