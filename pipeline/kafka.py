@@ -77,10 +77,19 @@ def make_admin(settings: Settings) -> AdminClient:
     return AdminClient(client_config(settings))
 
 
+def reader_group(settings: Settings) -> str:
+    return f"{settings.group_id}-reader"
+
+
 def make_reader(settings: Settings, **overrides: Any) -> Consumer:
-    """A group-less consumer for reading topics from start to end (control topics, counting)."""
+    """A group-less consumer for reading topics from start to end (control topics, counting).
+
+    It never joins or commits, but librdkafka still looks its group's coordinator up, so the
+    group id sits under the pipeline's own prefix, which its principals may use on a secured
+    cluster.
+    """
     config = client_config(settings) | {
-        "group.id": "cwn-reader",
+        "group.id": reader_group(settings),
         "enable.auto.commit": False,
         "enable.partition.eof": True,
         "auto.offset.reset": "earliest",

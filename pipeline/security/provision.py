@@ -112,7 +112,7 @@ class Provisioner:
         self.store.delete(principal)
 
     def grant(self, grants: Iterable[Grant]) -> int:
-        bindings = [binding(g) for g in grants]
+        bindings = [binding(g) for g in dict.fromkeys(grants)]
         if not bindings:
             return 0
         for future in self._admin.create_acls(bindings).values():
