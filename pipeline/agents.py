@@ -166,11 +166,13 @@ def reason_label(field: str) -> str:
     return root if root in _REASON_LABELS else "other"
 
 
-def normalise_agent(ctx: StageContext) -> Agent:
+def normalise_agent(ctx: StageContext, writer_of: Callable[[str], str | None] | None = None) -> Agent:
     """Raw partner records -> Avro alerts keyed by fingerprint, and dead letters.
 
     A record of many items (EVE lines, a STIX bundle) may give alerts and dead letters both:
     each rejected item is dead-lettered with the record's original bytes and its location.
+    With `writer_of`, the producer is the one whose own raw topic the record was read from
+    (on a secured broker only that producer may write it), not what its header claims.
     """
     limits = Limits(ctx.settings.max_message_bytes)
     codec, out_topic = alert_codec(), ctx.settings.topic(NORMALISED)
@@ -187,7 +189,8 @@ def normalise_agent(ctx: StageContext) -> Agent:
             for event in events:
                 message = event.message
                 headers = headers_of(message)
-                parsed = normalise(message.value, headers, feeds, limits, now)
+                writer = writer_of(message.topic) if writer_of is not None else None
+                parsed = normalise(message.value, headers, feeds, limits, now, writer)
                 outcomes[parsed.outcome] += 1
                 for reason, count in parsed.skipped.items():
                     m.skipped.labels(reason).inc(count)

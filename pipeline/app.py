@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -13,7 +15,7 @@ from pipeline.kafka import faust_credentials
 from pipeline.metrics import Metrics
 from pipeline.producer import AsyncProducer
 from pipeline.settings import Settings
-from pipeline.topics import NORMALISED, RAW
+from pipeline.topics import NORMALISED, RAW, producer_of_topic
 
 
 def create_app(
@@ -21,6 +23,7 @@ def create_app(
     metrics: Metrics,
     directory: DirectoryView,
     producers: tuple[AsyncProducer, AsyncProducer],
+    partner_topics: Sequence[str] = (),
 ) -> faust.App:
     """Build the Faust application for one worker process.
 
@@ -28,6 +31,11 @@ def create_app(
     `producers` (see `pipeline.producer` for why), one each: the normalise agent's small
     batches must not queue on one connection behind the dispatch agent's fan-out to every
     member topic.
+
+    `partner_topics` are the producers' own raw topics found at start (`cwn.alerts.raw.<producer>`);
+    a second normalise agent reads them and takes the producer from the topic, not the header.
+    Faust cannot subscribe by pattern, so a producer's topic made later is read after the next
+    (rolling) restart.
     """
     app = faust_transport.App(
         settings.group_id,
@@ -83,5 +91,10 @@ def create_app(
     normalise_ctx = agents.StageContext(settings, metrics, directory, producers[0].send_batch)
     dispatch_ctx = agents.StageContext(settings, metrics, directory, producers[1].send_batch)
     app.agent(topic(RAW), name="normalise")(agents.normalise_agent(normalise_ctx))
+    if partner_topics:
+        partners = app.topic(*partner_topics, key_type=bytes, value_type=bytes, internal=False)
+        partners_ctx = agents.StageContext(settings, metrics, directory, producers[0].send_batch)
+        writer_of = functools.partial(producer_of_topic, settings)
+        app.agent(partners, name="normalise-partners")(agents.normalise_agent(partners_ctx, writer_of))
     app.agent(topic(NORMALISED), name="dispatch")(agents.dispatch_agent(dispatch_ctx, dedup_table))
     return app

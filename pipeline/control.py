@@ -30,7 +30,15 @@ from pipeline.rejected import Rejected
 from pipeline.routing.index import RoutingIndex
 from pipeline.rules import EnrichmentRules, RulesError, RulesFile
 from pipeline.settings import Settings
-from pipeline.topics import ENRICHMENT, FEEDS, MEMBERS, SUBSCRIPTIONS, member_topic_spec, pipeline_topics
+from pipeline.topics import (
+    ENRICHMENT,
+    FEEDS,
+    MEMBERS,
+    SUBSCRIPTIONS,
+    member_topic_spec,
+    partner_topic_specs,
+    pipeline_topics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +299,8 @@ def publish_feeds(
     from then on.
     """
     ensure_topics(settings, pipeline_topics(settings))
+    # Each producer's own raw topic: on a secured broker the only one it may write.
+    created = ensure_topics(settings, partner_topic_specs(settings, {p for f in feeds for p in f.producers}))
     producer = make_producer(settings)
     topic = settings.topic(FEEDS)
     for feed in feeds:
@@ -299,7 +309,7 @@ def publish_feeds(
     for feed_id in removed:
         producer.produce(topic, key=feed_id.encode(), value=None)
     _flush(producer)
-    return {"feeds": len(feeds), "feeds_removed": len(removed)}
+    return {"feeds": len(feeds), "feeds_removed": len(removed), "partner_topics_created": len(created)}
 
 
 def publish_rules(settings: Settings, rules: EnrichmentRules) -> dict[str, int]:

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from pipeline import __version__
 from pipeline.app import create_app
 from pipeline.control import DirectoryView
-from pipeline.kafka import TopicsRefused, ensure_topics, wait_for_cluster
+from pipeline.kafka import TopicsRefused, ensure_topics, list_topics, wait_for_cluster
 from pipeline.lag import LagMonitor
 from pipeline.metrics import create_metrics
 from pipeline.producer import AsyncProducer
@@ -51,7 +51,8 @@ def run_worker(settings: Settings) -> None:
     lag = LagMonitor(settings, settings.group_id, lambda: inputs, metrics.consumer_lag).start()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     producers = (AsyncProducer(settings), AsyncProducer(settings))
-    app = create_app(settings, metrics, directory, producers)
+    partner_topics = list_topics(settings, settings.topic(RAW) + ".")
+    app = create_app(settings, metrics, directory, producers, partner_topics)
     worker = faust.Worker(
         app,
         loglevel=settings.log_level,

@@ -234,13 +234,14 @@ def _sum_of(samples: dict[str, float], name: str) -> int:
 def snapshot(settings: Settings, workers: Sequence[Worker], topics: list[str]) -> Counts:
     """Counts from the broker's offsets and the workers' metrics (cheap; polled while running)."""
     names = {k: settings.topic(k) for k in (RAW, NORMALISED, DEADLETTER, ENRICHED)}
-    counts = count_records(settings, [*names.values(), *topics])
+    partners = list_topics(settings, settings.topic(RAW) + ".")
+    counts = count_records(settings, [*names.values(), *partners, *topics])
     metrics: dict[str, float] = {}
     for worker in workers:
         for key, value in worker.scrape().items():
             metrics[key] = metrics.get(key, 0) + value
     return Counts(
-        ingested=counts[names[RAW]],
+        ingested=counts[names[RAW]] + sum(counts[t] for t in partners),
         normalised=counts[names[NORMALISED]],
         deadlettered=counts[names[DEADLETTER]],
         accepted=int(metrics.get('cwn_raw_records_total{outcome="accepted"}', 0)),

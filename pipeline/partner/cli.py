@@ -162,13 +162,21 @@ def produce_command(
         str | None, typer.Option("--format", help="How to split the file into records; guessed when omitted.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on standard error.")] = True,
+    own_topic: Annotated[
+        bool | None,
+        typer.Option(
+            "--own-topic/--shared-topic",
+            help="Write your own raw topic (cwn.alerts.raw.<producer>), the only one a secured "
+            "broker lets you write; the default on SASL connections.",
+        ),
+    ] = None,
 ) -> None:
     """Send a file (or standard input) to the network as one feed's raw records; print a JSON
     summary. Exit 0 when every record was acknowledged, 1 when some were not, 2 on usage errors."""
     from pipeline.cli import print_json, settings
     from pipeline.kafka import client_config
     from pipeline.partner.sdk import FeedProducer
-    from pipeline.topics import RAW
+    from pipeline.topics import RAW, partner_raw_topic
 
     data = _read(source)
     fmt = fmt or sniff_file_format(data)
@@ -183,9 +191,12 @@ def produce_command(
         records = list(split_records(data, fmt))
     except UsageError as exc:
         raise _usage(str(exc)) from None
-    with FeedProducer(
-        s.bootstrap, feed, producer, fmt, topic=s.topic(RAW), config=client_config(s)
-    ) as sender:
+    if own_topic is None:
+        own_topic = s.security_protocol.startswith("SASL")
+    topic = partner_raw_topic(s, producer) if own_topic else s.topic(RAW)
+    if topic is None:
+        raise _usage(f"producer {producer!r} cannot have a topic of its own; use --shared-topic.")
+    with FeedProducer(s.bootstrap, feed, producer, fmt, topic=topic, config=client_config(s)) as sender:
         _send_all(sender, records, progress and sys.stderr.isatty())
     summary = sender.summary()
     print_json(summary.as_dict())

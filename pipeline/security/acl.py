@@ -2,8 +2,9 @@
 
 - A member (`member-<id>`) may read and describe its own topic, `cwn.deliver.<id>`, and use
   consumer groups whose names start with `member.<id>.`; nothing else (no other topic, no write).
-- A partner producer (the producer names of `feeds.yaml`) may write and describe the raw topic
-  only.
+- A partner producer (the producer names of `feeds.yaml`) may write and describe its own raw
+  topic, `cwn.alerts.raw.<producer>`, only; the normaliser takes a record's producer from that
+  topic, so no partner can write as another.
 - The pipeline's workers (`cwn-worker`) read the raw and control topics, write the pipeline's own
   topics and every member topic, and use their own consumer group; connector runners
   (`cwn-connect`) read member topics and the control topics, write receipts and delivery dead
@@ -32,6 +33,7 @@ from pipeline.topics import (
     dedup_changelog,
     member_topic,
     member_topic_prefix,
+    partner_raw_topic,
 )
 
 WORKER = "cwn-worker"
@@ -68,9 +70,12 @@ def member_grants(settings: Settings, member_id: str) -> list[Grant]:
 
 
 def producer_grants(settings: Settings, producer: str) -> list[Grant]:
+    """Write its own raw topic, nothing else: the topic then proves who wrote a record."""
     user = f"User:{producer}"
-    raw = settings.topic(RAW)
-    return [Grant(user, "topic", raw, "WRITE"), Grant(user, "topic", raw, "DESCRIBE")]
+    own = partner_raw_topic(settings, producer)
+    if own is None:
+        raise ValueError(f"producer {producer!r} cannot have a topic of its own (only A-Z a-z 0-9 . _ -)")
+    return [Grant(user, "topic", own, "WRITE"), Grant(user, "topic", own, "DESCRIBE")]
 
 
 def worker_grants(settings: Settings) -> list[Grant]:
@@ -79,6 +84,7 @@ def worker_grants(settings: Settings) -> list[Grant]:
     grants = [Grant(user, "group", settings.group_id, op, prefixed=True) for op in ("READ", "DESCRIBE")]
     for topic in (RAW, NORMALISED, MEMBERS, SUBSCRIPTIONS, FEEDS, ENRICHMENT):
         grants += [Grant(user, "topic", t(topic), op) for op in ("READ", "DESCRIBE")]
+    grants += [Grant(user, "topic", t(RAW) + ".", op, prefixed=True) for op in ("READ", "DESCRIBE")]
     for topic in (NORMALISED, ENRICHED, DEADLETTER):
         grants += [Grant(user, "topic", t(topic), op) for op in ("WRITE", "DESCRIBE")]
     # Faust's own topics (the dedup changelog, its assignor's topic) start with the group id.

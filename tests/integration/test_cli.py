@@ -10,8 +10,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.kafka import read_topics
+from pipeline.feeds import load_feeds
+from pipeline.kafka import list_topics, read_topics
 from pipeline.settings import Settings
+from pipeline.topics import partner_raw_topic
 
 pytestmark = pytest.mark.integration
 
@@ -118,7 +120,12 @@ def test_feeds_import_list_and_produce(settings: Settings, tmp_path: Path) -> No
     root = Path(__file__).resolve().parents[2]
     imported = cwn(settings, "feeds", "import", str(root / "feeds.yaml"))
     assert imported.returncode == 0, imported.stderr
-    assert orjson.loads(imported.stdout) == {"feeds": 9, "feeds_removed": 0}
+    producers = {p for f in load_feeds((root / "feeds.yaml").read_text()) for p in f.producers}
+    own_topics = {t for p in producers if (t := partner_raw_topic(settings, p))}
+    assert orjson.loads(imported.stdout) == {
+        "feeds": 9, "feeds_removed": 0, "partner_topics_created": len(own_topics)
+    }  # fmt: skip
+    assert own_topics <= set(list_topics(settings, settings.topic("cwn.alerts.raw.")))
     listed = cwn(settings, "feeds", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert "abusech/urlhaus" in {f["id"] for f in orjson.loads(listed.stdout)}
@@ -134,6 +141,12 @@ def test_feeds_import_list_and_produce(settings: Settings, tmp_path: Path) -> No
     assert sorted(m.value() for m in raw) == sorted(sample.read_bytes().splitlines())
     assert {dict(m.headers())["producer"] for m in raw} == {b"siem-forwarder"}
     assert {dict(m.headers())["format"] for m in raw} == {b"cef"}
+
+    own = cwn(settings, "produce", "--feed", "soc-partner/siem", "--producer", "siem-forwarder",
+              "--own-topic", str(sample))  # fmt: skip
+    assert own.returncode == 0, own.stderr
+    mine = read_topics(settings, [partner_raw_topic(settings, "siem-forwarder")])
+    assert sorted(m.value() for m in mine) == sorted(sample.read_bytes().splitlines())
 
     piped = cwn(
         settings,

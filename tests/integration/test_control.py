@@ -159,7 +159,8 @@ def test_feed_registry_changes_apply_live(settings: Settings, pipeline: Pipeline
     wait_for(lambda: receivers(settings).get("e1") == {"c2-11.example"})
 
     version = worker.scrape()["cwn_directory_version"]
-    assert publish_feeds(settings, demo_feeds(), current=with_partner) == {"feeds": 6, "feeds_removed": 1}
+    summary = publish_feeds(settings, demo_feeds(), current=with_partner)
+    assert summary == {"feeds": 6, "feeds_removed": 1, "partner_topics_created": 0}
     wait_directory_version(worker, version + 1)
     produce_feed(settings, [record(12)])
     wait_for(lambda: dead_fields() == ["feed", "feed"])

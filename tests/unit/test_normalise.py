@@ -91,3 +91,27 @@ def test_a_parser_failure_rejects_the_record_instead_of_raising(monkeypatch):
     monkeypatch.setitem(parsers.PARSERS, "alert-json", broken)
     (rejected,) = normalise(orjson.dumps(ALERT), HEADERS, FEEDS, LIMITS, NOW).rejected
     assert "parser failed" in rejected.reason
+
+
+def test_the_writer_of_a_partners_own_topic_is_the_producer():
+    without_header = {"feed": b"cert/ids"}
+    (alert,) = normalise(orjson.dumps(ALERT), without_header, FEEDS, LIMITS, NOW, writer="cert-sensor").alerts
+    assert alert["type"] == "exploit"
+    same = normalise(orjson.dumps(ALERT), HEADERS, FEEDS, LIMITS, NOW, writer="cert-sensor")
+    assert same.outcome == "accepted"
+
+
+@pytest.mark.parametrize(
+    ("headers", "writer", "reason"),
+    [
+        # a partner writes its own topic but claims to be the feed's real producer
+        (HEADERS, "isac-bot", "claims producer 'cert-sensor' but was written by 'isac-bot'"),
+        # a partner writes as itself, for a feed it does not produce
+        ({"feed": b"cert/ids"}, "isac-bot", "producer 'isac-bot' may not write feed cert/ids"),
+    ],
+)
+def test_a_partner_cannot_write_as_another(headers, writer, reason):
+    parsed = normalise(orjson.dumps(ALERT), headers, FEEDS, LIMITS, NOW, writer=writer)
+    (rejected,) = parsed.rejected
+    assert rejected.field == "producer" and reason in rejected.reason and rejected.feed == "cert/ids"
+    assert parsed.alerts == []

@@ -42,10 +42,15 @@ def test_no_grant_of_one_member_reaches_another(a, b, suffix):
         assert grant.operation in ("READ", "DESCRIBE")
 
 
-def test_partners_write_the_raw_topic_only():
+def test_partners_write_their_own_raw_topic_only():
     grants = producer_grants(SETTINGS, "sensor-net")
-    raw = SETTINGS.topic(RAW)
-    assert {(g.name, g.operation) for g in grants} == {(raw, "WRITE"), (raw, "DESCRIBE")}
+    own = SETTINGS.topic(RAW) + ".sensor-net"
+    assert {(g.name, g.operation, g.prefixed) for g in grants} == {
+        (own, "WRITE", False),
+        (own, "DESCRIBE", False),
+    }
+    assert not any(matches(g, "topic", SETTINGS.topic(RAW)) for g in grants)
+    assert not any(matches(g, "topic", SETTINGS.topic(RAW) + ".sensor-net2") for g in grants)
 
 
 def test_pipeline_principals_never_read_member_topics_they_do_not_need():
