@@ -136,7 +136,18 @@ def members_import(
 
     directory = _load_directory_file(file)
     s = settings()
-    summary = publish_members(s, directory, current=read_directory(s), prune=prune)  # type: ignore[arg-type]
+    current = read_directory(s)
+    summary = publish_members(s, directory, current=current, prune=prune)  # type: ignore[arg-type]
+    if s.security_protocol.startswith("SASL"):
+        # On a secured broker every member gets its credentials and exactly its ACLs; members
+        # pruned from the directory lose theirs at once.
+        provisioner = _provisioner(s)
+        kept = {m.id for m in directory}  # type: ignore[attr-defined]
+        summary["credentials"] = provisioner.provision_members(s, sorted(kept))
+        revoked = [m.id for m in current if m.id not in kept] if prune else []
+        for member_id in revoked:
+            provisioner.revoke_member(member_id)
+        summary["credentials_revoked"] = len(revoked)
     print_json(summary)
 
 

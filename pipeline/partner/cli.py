@@ -89,7 +89,44 @@ def feeds_import(
 
     registry = _registry(file)
     s = settings()
-    print_json(publish_feeds(s, registry, current=read_feeds(s) if prune else None))
+    summary = publish_feeds(s, registry, current=read_feeds(s) if prune else None)
+    if s.security_protocol.startswith("SASL"):
+        # On a secured broker each producer gets credentials and may write its own topic only.
+        from pipeline.cli import _provisioner
+        from pipeline.topics import partner_raw_topic
+
+        producers = sorted({p for f in registry for p in f.producers if partner_raw_topic(s, p)})
+        summary["producer_credentials"] = _provisioner(s).provision_producers(s, producers)
+    print_json(summary)
+
+
+@feeds_app.command("credentials")
+def feeds_credentials(
+    producer: Annotated[str, typer.Argument(help="A producer identity declared in the feeds.")],
+) -> None:
+    """Print, as JSON, the settings a producer's systems write with on the secured broker:
+    its own credentials and its own raw topic (run `cwn feeds import` first)."""
+    from pipeline.cli import print_json, settings
+    from pipeline.security.provision import CredentialStore
+    from pipeline.topics import partner_raw_topic
+
+    s = settings()
+    password = CredentialStore(s.state_dir / "credentials").get(producer)
+    if password is None:
+        raise _usage(
+            f"no credentials for producer {producer!r}; declare it in feeds.yaml and run `cwn feeds import`."
+        )
+    print_json(
+        {
+            "bootstrap": s.bootstrap,
+            "security_protocol": s.security_protocol,
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "username": producer,
+            "password": password,
+            "ca_file": str(s.ssl_ca_file) if s.ssl_ca_file else None,
+            "topic": partner_raw_topic(s, producer),
+        }
+    )
 
 
 @feeds_app.command("list")

@@ -101,10 +101,10 @@ def worker_grants(settings: Settings) -> list[Grant]:
 def connect_grants(settings: Settings) -> list[Grant]:
     user = f"User:{CONNECT}"
     t = settings.topic
-    grants = [
-        Grant(user, "group", f"{settings.group_id}-connect-", op, prefixed=True)
-        for op in ("READ", "DESCRIBE")
-    ]
+    groups = f"{settings.group_id}-connect-"
+    grants = [Grant(user, "group", groups, op, prefixed=True) for op in ("READ", "DESCRIBE")]
+    # The control-topic reader's group (looked up, never joined).
+    grants += [Grant(user, "group", f"{settings.group_id}-reader", op) for op in ("READ", "DESCRIBE")]
     grants += [
         Grant(user, "topic", member_topic_prefix(settings), op, prefixed=True) for op in ("READ", "DESCRIBE")
     ]

@@ -30,7 +30,7 @@ from confluent_kafka.admin import (
 )
 
 from pipeline.kafka import make_admin
-from pipeline.security.acl import Grant, member_grants, member_principal
+from pipeline.security.acl import Grant, member_grants, member_principal, producer_grants
 from pipeline.settings import Settings
 
 ITERATIONS = 8192
@@ -135,6 +135,30 @@ class Provisioner:
             deleted += len(_result(future, f"deleting the ACLs of {principal}"))
         return deleted
 
+    def provision(self, grants_by_principal: dict[str, list[Grant]]) -> int:
+        """Give each principal (bare name) credentials (kept when it has some) and exactly these
+        grants, in a few batched admin calls: an import of 1,152 members is one round trip
+        per kind of change, not thousands."""
+        names = list(grants_by_principal)
+        info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, ITERATIONS)
+        passwords = {n: self.store.get(n) or secrets.token_urlsafe(32) for n in names}
+        for start in range(0, len(names), 500):
+            chunk = names[start : start + 500]
+            upserts = [UserScramCredentialUpsertion(n, info, passwords[n].encode()) for n in chunk]
+            for future in self._admin.alter_user_scram_credentials(upserts).values():
+                _result(future, "setting passwords")
+            any_ = (AclOperation.ANY, AclPermissionType.ANY)
+            filters = [
+                AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, f"User:{n}", None, *any_)
+                for n in chunk
+            ]
+            for future in self._admin.delete_acls(filters).values():
+                _result(future, "replacing ACLs")
+            self.grant([g for n in chunk for g in grants_by_principal[n]])
+        for name in names:
+            self.store.put(name, passwords[name])
+        return len(names)
+
     def provision_member(self, settings: Settings, member_id: str, rotate: bool = False) -> str:
         """Credentials and exactly the member's grants; returns its password."""
         principal = member_principal(member_id)
@@ -142,6 +166,12 @@ class Provisioner:
         self.revoke_all(f"User:{principal}")
         self.grant(member_grants(settings, member_id))
         return password
+
+    def provision_members(self, settings: Settings, member_ids: Iterable[str]) -> int:
+        return self.provision({member_principal(m): member_grants(settings, m) for m in member_ids})
+
+    def provision_producers(self, settings: Settings, producers: Iterable[str]) -> int:
+        return self.provision({p: producer_grants(settings, p) for p in producers})
 
     def revoke_member(self, member_id: str) -> None:
         principal = member_principal(member_id)
