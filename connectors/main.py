@@ -10,11 +10,13 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from connectors.kinds import KINDS
 from connectors.metrics import create_connector_metrics
-from connectors.runner import Runner
+from connectors.runner import Runner, group_id
 from connectors.secrets import SecretStore
 from connectors.settings import ConnectSettings
+from pipeline import __version__
 from pipeline.control import DirectoryView
 from pipeline.kafka import TopicsRefused, ensure_topics, wait_for_cluster
+from pipeline.lag import LagMonitor
 from pipeline.settings import Settings
 from pipeline.topics import pipeline_topics
 
@@ -47,7 +49,7 @@ def run_connector(kind_name: str, settings: Settings, connect: ConnectSettings) 
     except TopicsRefused as exc:
         log.warning("Topics are the administrator's to create (cwn topics ensure): %s", exc)
     registry = CollectorRegistry()
-    metrics = create_connector_metrics(registry)
+    metrics = create_connector_metrics(registry, __version__)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=registry)
     directory = DirectoryView(settings).start()
@@ -58,6 +60,7 @@ def run_connector(kind_name: str, settings: Settings, connect: ConnectSettings) 
         log.error("Target not served: %s", problem)
     kind = KINDS[kind_name](connect, SecretStore(connect.secrets_dir))
     runner = Runner(kind, settings, connect, metrics, directory)
+    lag = LagMonitor(settings, group_id(settings, kind_name), runner.topics, metrics.consumer_lag).start()
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -69,4 +72,5 @@ def run_connector(kind_name: str, settings: Settings, connect: ConnectSettings) 
     try:
         asyncio.run(main())
     finally:
+        lag.stop()
         directory.stop()

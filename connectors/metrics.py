@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 _DELIVERY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -25,11 +25,13 @@ class ConnectorMetrics:
     circuit_state: Gauge
     queued: Gauge
     paused: Gauge
+    consumer_lag: Gauge
+    build: Info
 
 
-def create_connector_metrics(registry: CollectorRegistry) -> ConnectorMetrics:
+def create_connector_metrics(registry: CollectorRegistry, version: str = "") -> ConnectorMetrics:
     """Register every connector metric on `registry`."""
-    return ConnectorMetrics(
+    metrics = ConnectorMetrics(
         deliveries=Counter(
             "cwn_connector_deliveries_total",
             "Deliveries by what became of them: read from member topics, delivered, "
@@ -76,4 +78,14 @@ def create_connector_metrics(registry: CollectorRegistry) -> ConnectorMetrics:
             ["connector"],
             registry=registry,
         ),
+        consumer_lag=Gauge(
+            "cwn_consumer_lag_records",
+            "Records of a member topic partition the connector group has not committed yet, as "
+            "measured from the broker (one series per member served: bounded by the directory).",
+            ["group", "topic", "partition"],
+            registry=registry,
+        ),
+        build=Info("cwn_build", "Version of the running pipeline.", registry=registry),
     )
+    metrics.build.info({"version": version})
+    return metrics

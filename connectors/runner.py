@@ -111,6 +111,10 @@ class Runner:
         self._read = metrics.deliveries.labels(kind.name, "read")
         self._skipped = metrics.deliveries.labels(kind.name, "skipped")
 
+    def topics(self) -> list[str]:
+        """The member topics this runner subscribes to (for the lag monitor's thread)."""
+        return list(self._subscribed or ())
+
     # ----- lifecycle -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:

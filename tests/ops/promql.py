@@ -12,10 +12,11 @@ from pipeline.metrics import create_metrics
 
 def exported() -> set[str]:
     """Every series name a worker or connector runner can expose (with `_total`, `_bucket`...)."""
-    registry = CollectorRegistry()
-    create_metrics(registry)
-    create_connector_metrics(registry)
-    return set(registry._names_to_collectors)  # the names a scrape can show, suffixes included
+    workers, connectors = CollectorRegistry(), CollectorRegistry()
+    create_metrics(workers)
+    create_connector_metrics(connectors)
+    # the names a scrape can show, suffixes included
+    return set(workers._names_to_collectors) | set(connectors._names_to_collectors)
 
 
 def used(expr: str) -> set[str]:
