@@ -15,10 +15,9 @@ from connectors.secrets import SecretStore
 from connectors.settings import ConnectSettings
 from pipeline import __version__
 from pipeline.control import DirectoryView
-from pipeline.kafka import TopicsRefused, ensure_topics, wait_for_cluster
 from pipeline.lag import LagMonitor
+from pipeline.process import start_process
 from pipeline.settings import Settings
-from pipeline.topics import pipeline_topics
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +38,7 @@ def check_targets(kind_name: str, settings: ConnectSettings, directory: object) 
 
 def run_connector(kind_name: str, settings: Settings, connect: ConnectSettings) -> None:
     """Serve `kind_name` until SIGTERM or SIGINT; then finish quick sends, commit and stop."""
-    logging.basicConfig(
-        level=settings.log_level.upper().replace("WARN", "WARNING"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    wait_for_cluster(settings)
-    try:
-        ensure_topics(settings, pipeline_topics(settings))
-    except TopicsRefused as exc:
-        log.warning("Topics are the administrator's to create (cwn topics ensure): %s", exc)
+    start_process(settings)
     registry = CollectorRegistry()
     metrics = create_connector_metrics(registry, __version__)
     if settings.metrics_port:

@@ -12,29 +12,22 @@ from prometheus_client import CollectorRegistry, start_http_server
 from pipeline import __version__
 from pipeline.app import create_app
 from pipeline.control import DirectoryView
-from pipeline.kafka import TopicsRefused, ensure_topics, list_topics, wait_for_cluster
+from pipeline.kafka import list_topics
 from pipeline.lag import LagMonitor
 from pipeline.metrics import create_metrics
+from pipeline.process import start_process
 from pipeline.producer import AsyncProducer
 from pipeline.settings import Settings
-from pipeline.topics import NORMALISED, RAW, pipeline_topics
+from pipeline.topics import NORMALISED, RAW
 
 log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings) -> None:
     """Start a worker and block until it is stopped (SIGTERM or SIGINT stop it cleanly)."""
-    logging.basicConfig(
-        level=settings.log_level.upper().replace("WARN", "WARNING"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     # `kill -USR1 <pid>` writes every thread's stack to the log: the first look at a stuck worker.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    wait_for_cluster(settings)
-    try:
-        ensure_topics(settings, pipeline_topics(settings))
-    except TopicsRefused as exc:
-        log.warning("Topics are the administrator's to create (cwn topics ensure): %s", exc)
+    start_process(settings)
     registry = CollectorRegistry()
     metrics = create_metrics(registry, __version__)
     if settings.metrics_port:

@@ -10,14 +10,10 @@ import time
 import orjson
 import pytest
 
-from connectors.core import Delivery
-from connectors.member_topic import encode
 from pipeline.control import publish_members
 from pipeline.directory import Member, Target
-from pipeline.kafka import make_producer
-from pipeline.topics import member_topic
+from tests.integration.connectors.member_topics import put_deliveries
 from tests.integration.test_cli import cwn, cwn_env
-from tests.unit.connectors.deliveries import member_alert
 
 pytestmark = pytest.mark.integration
 
@@ -76,15 +72,8 @@ def test_the_file_connector_process_delivers_and_stops_cleanly(settings, tmp_pat
         for i in range(3)
     ]
     publish_members(settings, members)
-    producer = make_producer(settings)
-    keys = []
-    for member in members:
-        for n in range(10):
-            delivery = Delivery(member.id, "inside", member_alert(n))
-            value, headers = encode(delivery, "json")
-            producer.produce(member_topic(settings, member.id), value, headers=headers)
-            keys.append(delivery.key)
-    assert producer.flush(30) == 0
+    written = put_deliveries(settings, [m.id for m in members], 10, rule="inside")
+    keys = [key for pairs in written.values() for key, _ in pairs]
     root = tmp_path / "outbox"
     env = cwn_env(settings, {"CWN_CONNECT_FILE_ROOT": str(root), "CWN_CONNECT_LINGER_SECONDS": "0.01"})
     process = subprocess.Popen(

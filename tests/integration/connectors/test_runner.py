@@ -11,20 +11,18 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from connectors.core import Delivery
 from connectors.kinds import WebhookKind
-from connectors.member_topic import encode
 from connectors.metrics import create_connector_metrics
 from connectors.runner import Runner, group_id
 from connectors.secrets import SecretStore
 from connectors.settings import ConnectSettings
 from pipeline.control import DirectoryView, publish_members
 from pipeline.directory import Member, Target
-from pipeline.kafka import client_config, make_producer, read_topics
+from pipeline.kafka import client_config, read_topics
 from pipeline.topics import DELIVERY_DEADLETTER, RECEIPTS, member_topic
 from tests.integration.connectors.harnesses import WEBHOOK_SECRET
+from tests.integration.connectors.member_topics import put_deliveries
 from tests.servers import WebhookServer
-from tests.unit.connectors.deliveries import member_alert
 
 pytestmark = pytest.mark.integration
 
@@ -50,22 +48,6 @@ def members(port: int) -> list[Member]:
         )
         for member_id in [*HEALTHY, HANG, FAIL]
     ]
-
-
-def fill_member_topics(settings, ids) -> dict[str, list[bytes]]:
-    """PER_MEMBER deliveries on each member topic, as the pipeline writes them."""
-    producer = make_producer(settings)
-    values: dict[str, list[bytes]] = {}
-    for member_id in ids:
-        for n in range(PER_MEMBER):
-            delivery = Delivery(member_id, "subscription:s1", member_alert(n, tlp="GREEN"))
-            value, headers = encode(delivery, "json")
-            values.setdefault(member_id, []).append(value)
-            producer.produce(
-                member_topic(settings, member_id), value, delivery.alert["id"].encode(), headers=headers
-            )
-    assert producer.flush(60) == 0
-    return values
 
 
 def committed(settings, ids) -> dict[str, int]:
@@ -108,7 +90,8 @@ def test_a_hanging_and_a_failing_member_do_not_hold_up_100_healthy_ones(settings
         server = await WebhookServer([WEBHOOK_SECRET], tls).start()
         server.paths = {HANG: "hang", FAIL: "retry"}
         publish_members(settings, members(server.port))
-        values = fill_member_topics(settings, [*HEALTHY, HANG, FAIL])
+        written = put_deliveries(settings, [*HEALTHY, HANG, FAIL], PER_MEMBER)
+        values = {m: [value for _, value in pairs] for m, pairs in written.items()}
         view = DirectoryView(settings).start()
         assert view.wait_ready(60)
         runner = Runner(WebhookKind(connect, SecretStore(secrets)), settings, connect, metrics, view)

@@ -11,19 +11,18 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from connectors.core import Delivery
 from connectors.kinds import FileKind
-from connectors.member_topic import encode
 from connectors.metrics import create_connector_metrics
 from connectors.runner import Runner
 from connectors.secrets import SecretStore
 from connectors.settings import ConnectSettings
 from pipeline.control import DirectoryView, publish_members
 from pipeline.directory import Member, Target
-from pipeline.kafka import make_producer, read_topics
+from pipeline.kafka import read_topics
 from pipeline.security.acl import CONNECT, connect_grants, member_principal
 from pipeline.security.provision import CredentialStore
-from pipeline.topics import RECEIPTS, member_topic, partner_raw_topic
+from pipeline.topics import RECEIPTS, partner_raw_topic
+from tests.integration.connectors.member_topics import put_deliveries
 from tests.integration.security.conftest import as_principal
 from tests.integration.security.test_isolation import authenticates
 from tests.integration.test_cli import cwn_env
@@ -78,15 +77,8 @@ def test_a_connector_runs_as_its_own_least_privileged_principal(admin, provision
     members = [Member(id=f"f{i}", name=f"F{i}", targets=(Target(id="out", type="file", endpoint=f"f{i}"),))
                for i in range(3)]  # fmt: skip
     publish_members(admin, members)
-    producer = make_producer(admin)
-    keys = []
-    for member in members:
-        for n in range(5):
-            delivery = Delivery(member.id, "inside", member_alert(n))
-            value, headers = encode(delivery, "json")
-            producer.produce(member_topic(admin, member.id), value, headers=headers)
-            keys.append(delivery.key)
-    assert producer.flush(30) == 0
+    written = put_deliveries(admin, [m.id for m in members], 5, rule="inside")
+    keys = [key for pairs in written.values() for key, _ in pairs]
     connect = as_principal(admin, CONNECT, provisioner.ensure_user(CONNECT))
     provisioner.grant(connect_grants(admin))
     settings = ConnectSettings(file_root=tmp_path / "outbox", linger_seconds=0.01, commit_seconds=0.2)

@@ -1,0 +1,28 @@
+"""What every long-running CWN process does first: logging, the cluster, the topics."""
+
+from __future__ import annotations
+
+import logging
+
+from pipeline.kafka import TopicsRefused, ensure_topics, wait_for_cluster
+from pipeline.settings import Settings
+from pipeline.topics import pipeline_topics
+
+log = logging.getLogger(__name__)
+
+
+def start_process(settings: Settings) -> None:
+    """Configure logging, wait for the cluster, and create the pipeline's topics when allowed.
+
+    A least-privileged principal may not create topics; that is the administrator's job
+    (`cwn topics ensure`, the chart's import Job), so a refusal is logged and the process goes on.
+    """
+    logging.basicConfig(
+        level=settings.log_level.upper().replace("WARN", "WARNING"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    wait_for_cluster(settings)
+    try:
+        ensure_topics(settings, pipeline_topics(settings))
+    except TopicsRefused as exc:
+        log.warning("Topics are the administrator's to create (cwn topics ensure): %s", exc)
