@@ -233,3 +233,17 @@ class FileHarness(Harness):
 
 
 HARNESSES = [WebhookHarness, SyslogHarness, EmailHarness, TaxiiHarness, FileHarness]
+
+
+def run_with(harness_class: type[Harness], tls: Tls, tmp: Path, body: Any) -> Any:
+    """Start the harness's server, run `body(harness)` on its event loop, stop the server."""
+
+    async def main() -> Any:
+        harness = harness_class(tls, tmp)
+        await harness.start()
+        try:
+            return await body(harness)
+        finally:
+            await harness.stop()
+
+    return asyncio.run(main())

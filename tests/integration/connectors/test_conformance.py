@@ -17,20 +17,8 @@ from connectors.breaker import CircuitBreaker
 from connectors.core import Outcome
 from connectors.endpoint import Endpoint, Limits, Pending
 from connectors.retry import RetryPolicy
-from tests.integration.connectors.harnesses import HARNESSES, Harness
+from tests.integration.connectors.harnesses import HARNESSES, run_with
 from tests.unit.connectors.deliveries import deliveries
-
-
-def run_with(harness_class, tls, tmp_path, body):
-    async def main():
-        harness: Harness = harness_class(tls, tmp_path)
-        await harness.start()
-        try:
-            return await body(harness)
-        finally:
-            await harness.stop()
-
-    return asyncio.run(main())
 
 
 async def send(connector, batch):

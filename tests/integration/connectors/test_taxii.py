@@ -8,20 +8,12 @@ from taxii2client.exceptions import TAXIIServiceException
 
 from connectors.secrets import Secret
 from connectors.taxii import TaxiiConnector, collection_id, format_added, parse_added
-from tests.integration.connectors.harnesses import TAXII_PASSWORD, TaxiiHarness
+from tests.integration.connectors.harnesses import TAXII_PASSWORD, TaxiiHarness, run_with
 from tests.unit.connectors.deliveries import deliveries
 
 
 def with_taxii(tls, tmp_path, body):
-    async def main():
-        harness = TaxiiHarness(tls, tmp_path)
-        await harness.start()
-        try:
-            return await body(harness)
-        finally:
-            await harness.stop()
-
-    return asyncio.run(main())
+    return run_with(TaxiiHarness, tls, tmp_path, body)
 
 
 def test_pages_are_exclusive_and_complete(tls, tmp_path):
