@@ -24,6 +24,7 @@ import aiosmtplib
 import orjson
 
 from connectors.core import DELIVERED, Delivery, Outcome, Result, all_results
+from pipeline.routing.tlp import TLP_ORDER
 
 _ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
 
@@ -49,7 +50,8 @@ def digest(batch: Sequence[Delivery], member_name: str, sender: str, recipient: 
     """The digest message for one member: text for people, JSON for their tools."""
     alerts = sorted(batch, key=lambda d: (_ORDER.get(d.alert.get("severity") or "", 5), d.key))
     worst = alerts[0].alert.get("severity", "info") if alerts else "info"
-    strictest = max((d.alert.get("tlp", "CLEAR") for d in batch), key=_tlp_rank, default="CLEAR")
+    labels = (d.alert.get("tlp", "CLEAR") for d in batch)
+    strictest = max(labels, key=lambda label: TLP_ORDER.get(label, 0), default="CLEAR")
     message = EmailMessage()
     message["Subject"] = f"[CWN] [TLP:{strictest}] {len(batch)} alert(s) for {member_name} (highest: {worst})"
     message["From"] = sender
@@ -70,13 +72,6 @@ def digest(batch: Sequence[Delivery], member_name: str, sender: str, recipient: 
     )
     message.add_attachment(attachment, maintype="application", subtype="json", filename="alerts.json")
     return message
-
-
-def _tlp_rank(label: str) -> int:
-    return ["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"].index(label) if label in _TLPS else 0
-
-
-_TLPS = frozenset({"CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"})
 
 
 def _paragraph(n: int, delivery: Delivery) -> list[str]:

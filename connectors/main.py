@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -18,8 +17,6 @@ from pipeline.control import DirectoryView
 from pipeline.lag import LagMonitor
 from pipeline.process import start_process
 from pipeline.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 def check_targets(kind_name: str, settings: ConnectSettings, directory: object) -> list[str]:
@@ -46,9 +43,6 @@ def run_connector(kind_name: str, settings: Settings, connect: ConnectSettings) 
     directory = DirectoryView(settings).start()
     if not directory.wait_ready(60):
         raise TimeoutError("the control topics could not be read within 60s")
-    problems = check_targets(kind_name, connect, directory.index.directory)
-    for problem in problems:
-        log.error("Target not served: %s", problem)
     kind = KINDS[kind_name](connect, SecretStore(connect.secrets_dir))
     runner = Runner(kind, settings, connect, metrics, directory)
     lag = LagMonitor(settings, group_id(settings, kind_name), runner.topics, metrics.consumer_lag).start()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from collections.abc import Sequence
 from typing import Any
@@ -60,6 +61,7 @@ class SyslogConnector:
         self._allow = allow
         self._ssl = (ssl_context or ssl.create_default_context()) if tls else None
         self._timeout = timeout
+        self._hostname = socket.gethostname() or "-"
         self._writer: asyncio.StreamWriter | None = None
         self._refused: str | None = None
         self._sent = 0
@@ -82,7 +84,7 @@ class SyslogConnector:
 
     def render(self, delivery: Delivery) -> bytes:
         text = cef(delivery) if self._payload == "cef" else orjson.dumps(delivery.alert).decode()
-        return frame(rfc5424(delivery, text))
+        return frame(rfc5424(delivery, text, self._hostname))
 
     async def send_batch(self, batch: Sequence[Delivery]) -> list[Result]:
         if self._refused:
