@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -151,13 +151,22 @@ def canonical_tlp(value: Any, field: str = "tlp") -> str:
     return label
 
 
-class _SchemaWalker:
-    """Checks and converts a JSON-like mapping against the Avro record schema, field by field."""
+Check = Callable[[Any], Any]
+
+
+class _SchemaChecker:
+    """Checks and converts a JSON-like mapping against the Avro record schema, field by field.
+
+    The schema is compiled once into one small function per node, each knowing its own field
+    path, so checking an alert walks no schema and formats no path unless a field is wrong.
+    Items of lists and values of maps share one function; their index or key is put into the
+    path only when one of them is rejected.
+    """
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self.named: dict[str, Any] = {}
         self._collect(schema)
-        self.root = schema
+        self.check: Check = self._compile(schema, "")
 
     def _collect(self, node: Any) -> None:
         if isinstance(node, dict):
@@ -169,52 +178,101 @@ class _SchemaWalker:
             for item in node:
                 self._collect(item)
 
-    def record(self, node: dict[str, Any], value: Any, path: str) -> dict[str, Any]:
-        if not isinstance(value, Mapping):
-            raise Rejected(path or "alert", f"expected an object, got {type(value).__name__}")
-        known = {f["name"] for f in node["fields"]}
-        unknown = sorted(str(k) for k in value if k not in known)
-        if unknown:
-            raise Rejected(_join(path, unknown[0][:64] or '""'), "unknown field")
-        out: dict[str, Any] = {}
-        for field in node["fields"]:
-            name = field["name"]
-            where = _join(path, name)
-            if name in value and value[name] is not None:
-                out[name] = self.value(field["type"], value[name], where)
-            elif "default" in field:
-                out[name] = _copy_default(field["default"])
-            else:
-                raise Rejected(where, "required field is missing")
-        return out
-
-    def value(self, node: Any, value: Any, path: str) -> Any:
+    def _compile(self, node: Any, path: str) -> Check:
         if isinstance(node, str):
             node = self.named.get(node, node)
         if isinstance(node, list):  # union: only ["null", X] is used by the alert schema
-            branch = next(b for b in node if b != "null")
-            return self.value(branch, value, path)
-        if isinstance(node, dict):
-            kind = node["type"]
-            logical = node.get("logicalType")
-            if logical == "timestamp-micros":
-                return parse_time(value, path)
-            if kind == "record":
-                return self.record(node, value, path)
-            if kind == "enum":
-                return _enum(node, value, path)
-            if kind == "array":
-                if not isinstance(value, list):
-                    raise Rejected(path, f"expected a list, got {type(value).__name__}")
-                if len(value) > MAX_LIST:
-                    raise Rejected(path, f"more than {MAX_LIST} items")
-                return [self.value(node["items"], v, f"{path}[{i}]") for i, v in enumerate(value)]
-            if kind == "map":
-                if not isinstance(value, Mapping):
-                    raise Rejected(path, f"expected an object, got {type(value).__name__}")
-                return {str(k): self.value(node["values"], v, f"{path}.{k}") for k, v in value.items()}
-            return self.value(kind, value, path)
-        return _primitive(node, value, path)
+            return self._compile(next(b for b in node if b != "null"), path)
+        if not isinstance(node, dict):
+            return _primitive(node, path)
+        kind = node["type"]
+        if node.get("logicalType") == "timestamp-micros":
+            return lambda value: parse_time(value, path)
+        if kind == "record":
+            return self._record(node, path)
+        if kind == "enum":
+            return _enum(node, path)
+        if kind == "array":
+            return _array(self._compile(node["items"], f"{path}[]"), path)
+        if kind == "map":
+            return _map(self._compile(node["values"], f"{path}.*"), path)
+        return self._compile(kind, path)
+
+    def _record(self, node: dict[str, Any], path: str) -> Check:
+        known = frozenset(f["name"] for f in node["fields"])
+        missing = object()
+        fields = [
+            (
+                f["name"],
+                self._compile(f["type"], _join(path, f["name"])),
+                f.get("default", missing),
+                _join(path, f["name"]),
+            )
+            for f in node["fields"]
+        ]
+        where = path or "alert"
+
+        def record(value: Any) -> dict[str, Any]:
+            if not isinstance(value, Mapping):
+                raise Rejected(where, f"expected an object, got {type(value).__name__}")
+            if not known.issuperset(value):
+                unknown = sorted(str(k) for k in value if k not in known)
+                raise Rejected(_join(path, unknown[0][:64] or '""'), "unknown field")
+            out: dict[str, Any] = {}
+            for name, check, default, field_path in fields:
+                item = value.get(name)
+                if item is not None:
+                    out[name] = check(item)
+                elif default is not missing:
+                    out[name] = _copy_default(default)
+                else:
+                    raise Rejected(field_path, "required field is missing")
+            return out
+
+        return record
+
+
+def _relocated(rejected: Rejected, pattern: str, actual: str) -> Rejected:
+    """`rejected` with the placeholder path `pattern` at the start of its field made `actual`."""
+    if not rejected.field.startswith(pattern):
+        return rejected
+    return Rejected(actual + rejected.field[len(pattern) :], rejected.reason, rejected.feed, rejected.item)
+
+
+def _array(item: Check, path: str) -> Check:
+    pattern = f"{path}[]"
+
+    def array(value: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise Rejected(path, f"expected a list, got {type(value).__name__}")
+        if len(value) > MAX_LIST:
+            raise Rejected(path, f"more than {MAX_LIST} items")
+        out = []
+        for i, v in enumerate(value):
+            try:
+                out.append(item(v))
+            except Rejected as exc:
+                raise _relocated(exc, pattern, f"{path}[{i}]") from None
+        return out
+
+    return array
+
+
+def _map(item: Check, path: str) -> Check:
+    pattern = f"{path}.*"
+
+    def mapping(value: Any) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise Rejected(path, f"expected an object, got {type(value).__name__}")
+        out = {}
+        for k, v in value.items():
+            try:
+                out[str(k)] = item(v)
+            except Rejected as exc:
+                raise _relocated(exc, pattern, f"{path}.{k}") from None
+        return out
+
+    return mapping
 
 
 def _join(path: str, name: str) -> str:
@@ -232,32 +290,54 @@ def _uuid(value: Any, path: str) -> str:
         raise Rejected(path, f"not a UUID: {str(value)[:64]!r}") from exc
 
 
-def _enum(node: dict[str, Any], value: Any, path: str) -> str:
-    text = str(value).strip().lower()
-    if text not in node["symbols"]:
-        raise Rejected(path, f"{str(value)[:32]!r} is not one of {', '.join(node['symbols'])}")
-    return text
+def _enum(node: dict[str, Any], path: str) -> Check:
+    symbols = frozenset(node["symbols"])
+    listed = ", ".join(node["symbols"])
+
+    def enum(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in symbols:
+            raise Rejected(path, f"{str(value)[:32]!r} is not one of {listed}")
+        return text
+
+    return enum
 
 
-def _primitive(kind: str, value: Any, path: str) -> Any:
+def _primitive(kind: str, path: str) -> Check:
     if kind == "string":
-        if not isinstance(value, str):
-            raise Rejected(path, f"expected a string, got {type(value).__name__}")
-        if len(value) > MAX_STRING:
-            raise Rejected(path, f"string longer than {MAX_STRING} characters")
-        return _strip_controls(value)
+
+        def string(value: Any) -> str:
+            if not isinstance(value, str):
+                raise Rejected(path, f"expected a string, got {type(value).__name__}")
+            if len(value) > MAX_STRING:
+                raise Rejected(path, f"string longer than {MAX_STRING} characters")
+            return _strip_controls(value)
+
+        return string
     if kind in ("int", "long"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise Rejected(path, f"expected an integer, got {type(value).__name__}")
         limit = 2**31 if kind == "int" else 2**63
-        if not -limit <= value < limit:
-            raise Rejected(path, f"integer out of range: {value}")
-        return value
-    if kind == "bytes":
-        if isinstance(value, bytes):
+
+        def integer(value: Any) -> int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise Rejected(path, f"expected an integer, got {type(value).__name__}")
+            if not -limit <= value < limit:
+                raise Rejected(path, f"integer out of range: {value}")
             return value
-        raise Rejected(path, "expected bytes")
-    raise Rejected(path, f"unsupported schema type {kind}")
+
+        return integer
+    if kind == "bytes":
+
+        def binary(value: Any) -> bytes:
+            if isinstance(value, bytes):
+                return value
+            raise Rejected(path, "expected bytes")
+
+        return binary
+
+    def unsupported(value: Any) -> Any:
+        raise Rejected(path, f"unsupported schema type {kind}")
+
+    return unsupported
 
 
 _CONTROLS = {c: None for c in range(32) if c not in (9, 10, 13)} | {127: None}
@@ -276,8 +356,8 @@ def _country(value: str, field: str) -> str:
 
 
 @functools.cache
-def _walker() -> _SchemaWalker:
-    return _SchemaWalker(load_schema())
+def _checker() -> Check:
+    return _SchemaChecker(load_schema()).check
 
 
 def build_alert(data: Mapping[str, Any], *, default_tlp: str = "AMBER", now: datetime | None = None) -> Alert:
@@ -296,7 +376,7 @@ def build_alert(data: Mapping[str, Any], *, default_tlp: str = "AMBER", now: dat
         data["tlp"] = canonical_tlp(data["tlp"])
     data["id"] = str(uuid.uuid4()) if data.get("id") is None else _uuid(data["id"], "id")
     data["schema_version"] = SCHEMA_VERSION
-    alert = _walker().record(_walker().root, data, "")
+    alert = _checker()(data)
     _check_meaning(alert, now or datetime.now(UTC))
     return alert
 

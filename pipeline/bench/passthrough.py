@@ -2,17 +2,19 @@
 
 Each one reads a topic from its start with a consumer group, writes every record unchanged to
 another topic, waits for the acknowledgements of a batch and then commits it: the same
-at-least-once shape as the pipeline's stages, without any work in between.
+at-least-once shape as the pipeline's stages, without any work in between. The fan-out loop
+writes each record to many topics instead, as routing does to member topics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer, KafkaException, Message, Producer
 
 from pipeline.kafka import client_config, make_producer
 from pipeline.settings import Settings
@@ -22,32 +24,52 @@ BATCH = 500
 
 def confluent_passthrough(settings: Settings, source: str, target: str, count: int, group: str) -> None:
     """Forward `count` records from `source` to `target` with confluent-kafka."""
+    confluent_fanout(settings, source, [target], count, count, group)
+
+
+def confluent_fanout(
+    settings: Settings, source: str, targets: Sequence[str], count: int, writes: int, group: str
+) -> None:
+    """Forward `count` records from `source`, `writes` writes in all spread evenly over the
+    records, each write to the next of `targets` in turn, with confluent-kafka.
+
+    With one target and as many writes as records this is the plain pass-through; with the
+    member topics and the pipeline's deliveries it is the same client doing routing's writes
+    and nothing else.
+    """
     consumer = Consumer(
         client_config(settings)
         | {"group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest"}
     )
     producer = make_producer(settings, **{"linger.ms": 5, "batch.size": 512 * 1024})
     consumer.subscribe([source])
-    forwarded = 0
+    forwarded = written = 0
     try:
         while forwarded < count:
             messages = consumer.consume(BATCH, timeout=1.0)
             for message in messages:
                 if message.error():
                     raise KafkaException(message.error())
-                while True:
-                    try:
-                        producer.produce(target, message.value(), message.key(), headers=message.headers())
-                        break
-                    except BufferError:
-                        producer.poll(0.01)
+                forwarded += 1
+                copies = writes * forwarded // count - written
+                for n in range(written, written + copies):
+                    _produce(producer, targets[n % len(targets)], message)
+                written += copies
             if messages:
                 if producer.flush(30):
                     raise RuntimeError("pass-through writes were not acknowledged")
                 consumer.commit(asynchronous=True)
-                forwarded += len(messages)
     finally:
         consumer.close()
+
+
+def _produce(producer: Producer, topic: str, message: Message) -> None:
+    while True:
+        try:
+            producer.produce(topic, message.value(), message.key(), headers=message.headers())
+            return
+        except BufferError:
+            producer.poll(0.01)
 
 
 async def _aiokafka_passthrough(settings: Settings, source: str, target: str, count: int, group: str) -> None:

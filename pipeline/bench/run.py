@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.bench import measure
-from pipeline.bench.passthrough import aiokafka_passthrough, confluent_passthrough
+from pipeline.bench.passthrough import aiokafka_passthrough, confluent_fanout, confluent_passthrough
 from pipeline.control import publish_feeds, publish_members
 from pipeline.demo.feed import FeedRecord, SampleFeed, demo_feeds
 from pipeline.demo.main import local_broker
@@ -118,6 +118,20 @@ def passthroughs(
                 process.wait()
     rates["faust_passthrough"] = _rate(count, _own_span(settings, targets["faust"]))
     return rates
+
+
+def fanout_baseline(
+    settings: Settings, directory: Directory, records: Sequence[FeedRecord], writes: int, say: Say
+) -> float:
+    """writes/s of confluent-kafka forwarding the corpus as `writes` records (the pipeline's
+    deliveries) over one topic per member, shaped as member topics: the cost of routing's
+    writes alone, with the same client, broker and topic count."""
+    source = settings.topic(SOURCE)
+    targets = [settings.topic(f"{TARGET}.fanout.{member.id}") for member in directory]
+    ensure_topics(settings, [TopicSpec(t, 1) for t in targets])
+    say(f"raw_fanout: {len(records)} records as {writes} writes over {len(targets)} topics...")
+    confluent_fanout(settings, source, targets, len(records), writes, f"{settings.group_id}.fanout")
+    return _rate(writes, measure.span(settings, targets, targets))
 
 
 def pipeline_run(
@@ -321,6 +335,8 @@ def run_bench(base: Settings, options: BenchOptions, say: Say) -> dict[str, Any]
                 result["recovery"] = recovery(
                     settings, workers[0], feed, options.recovery_keys, options.timeout
                 )
+            writes = result["pipeline"]["deliveries"]
+            result["raw_fanout"] = fanout_baseline(settings, directory, records, writes, say)
         finally:
             cleanup_namespace(settings, settings.namespace + ".")
     say(f"dedup state: writing {options.state_keys} keys...")
@@ -329,5 +345,6 @@ def run_bench(base: Settings, options: BenchOptions, say: Say) -> dict[str, Any]
     result["pipeline_eos"] = None
     result["r_pipeline"] = round(result["pipeline"]["alerts_per_s"] / result["raw_confluent"], 3)
     result["r_framework"] = round(result["faust_passthrough"] / result["raw_aiokafka"], 3)
+    result["r_fanout"] = round(result["pipeline"]["deliveries_per_s"] / result["raw_fanout"], 3)
     result["r_eos"] = None
     return result

@@ -3,14 +3,16 @@
 Constituency lookups go through radix trees (pytricia) for IPv4 and IPv6, a dict for ASNs and a
 dict walked label by label for domain suffixes. Subscriptions are indexed by sector and minimum
 severity, with those that name no sector kept apart. Built once per directory version;
-read-only afterwards, so one index can be shared by every batch until the directory changes.
+read-only afterwards (but for a bounded memo of routing results), so one index can be shared by
+every batch until the directory changes, and a new directory starts with an empty memo.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytricia
@@ -19,6 +21,10 @@ from pipeline.alert import SEVERITY_RANK, Alert
 from pipeline.directory import Directory, Member
 from pipeline.observables import digits
 from pipeline.routing.tlp import member_groups
+
+#: Distinct alert profiles whose receivers `RoutingIndex.memo` keeps; beyond it the memo starts
+#: afresh, which bounds its memory whatever the feeds send.
+MEMO_LIMIT = 4096
 
 
 class RoutingIndex:
@@ -38,6 +44,8 @@ class RoutingIndex:
         )
         self.group_members: dict[str, set[str]] = defaultdict(set)
         self.groups: dict[str, frozenset[str]] = {}
+        # Routing results that depend only on an alert's profile (see `route`), by profile.
+        self.memo: dict[Hashable, tuple[Any, ...]] = {}
         for member in directory:
             self._add(member)
 
@@ -59,6 +67,13 @@ class RoutingIndex:
             rank = SEVERITY_RANK[sub.min_severity]
             for sector in sub.sectors or (None,):
                 self.subscribers[sector][rank].add(member.id)
+
+    def remember(self, key: Hashable, value: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Keep a routing result for `key` and return it; the memo is emptied when full."""
+        if len(self.memo) >= MEMO_LIMIT:
+            self.memo.clear()
+        self.memo[key] = value
+        return value
 
     def subscribers_up_to(self, sector: str | None, severity_rank: int) -> Iterable[set[str]]:
         """Members with a subscription to `sector` (None: to any sector) whose minimum severity

@@ -116,7 +116,7 @@ def decide(
     return Decision(member.id, False, reason="subscription: " + "; ".join(reasons))
 
 
-def candidates(alert: Alert, audience: Audience, index: RoutingIndex) -> set[str]:
+def candidates(facts: Facts, audience: Audience, index: RoutingIndex) -> set[str]:
     """Members that may possibly receive the alert; every other member certainly does not."""
     found = set(audience.recipients) | set(audience.inside)
     if audience.tlp not in ("CLEAR", "GREEN", "AMBER"):
@@ -128,26 +128,54 @@ def candidates(alert: Alert, audience: Audience, index: RoutingIndex) -> set[str
         allowed = set().union(*(index.group_members.get(g, ()) for g in audience.sharing_groups))
         if not allowed:
             return found
-    rank = SEVERITY_RANK[alert["severity"]]
-    for sector in (*alert.get("sectors", ()), None):
-        for members in index.subscribers_up_to(sector, rank):
+    for sector in (*facts.sectors, None):
+        for members in index.subscribers_up_to(sector, facts.severity_rank):
             found.update(members if allowed is None else members & allowed)
     return found
 
 
 def route(alert: Alert, index: RoutingIndex) -> list[Decision]:
-    """The members that receive the alert, each with the rule that lets it, sorted by member id."""
+    """The members that receive the alert, each with the rule that lets it, sorted by member id.
+
+    Members the alert does not name (neither owners nor recipients) are decided by the alert's
+    facts, TLP and sharing groups alone, so that part is computed once per distinct combination
+    and kept on the index (`RoutingIndex.memo`); named members are decided one by one.
+    """
     audience, facts = audience_of(alert), Facts.of(alert)
+    named = audience.inside | audience.recipients
+    unnamed = _unnamed_receivers(facts, audience, index)
+    if not named:
+        return list(unnamed)
+    out = [d for d in unnamed if d.member_id not in named]
     members = index.directory.members
-    out = []
-    for member_id in sorted(candidates(alert, audience, index)):
+    for member_id in named:
         member = members.get(member_id)
         if member is None:
             continue  # a recipient or owner that left the network receives nothing more
         decision = decide(member, facts, audience, index, why=False)
         if decision.receives:
             out.append(decision)
+    out.sort(key=_member_id)
     return out
+
+
+def _member_id(decision: Decision) -> str:
+    return decision.member_id
+
+
+def _unnamed_receivers(facts: Facts, audience: Audience, index: RoutingIndex) -> tuple[Decision, ...]:
+    """Receivers among the members the alert does not name, sorted by member id (memoised)."""
+    key = (facts, audience.tlp, audience.sharing_groups)
+    found = index.memo.get(key)
+    if found is None:
+        anonymous = Audience(audience.tlp, frozenset(), frozenset(), audience.sharing_groups)
+        members = index.directory.members
+        decisions = (
+            decide(members[m], facts, anonymous, index, why=False)
+            for m in sorted(candidates(facts, anonymous, index))
+        )
+        found = index.remember(key, tuple(d for d in decisions if d.receives))
+    return found
 
 
 def explain(alert: Alert, index: RoutingIndex) -> list[Decision]:

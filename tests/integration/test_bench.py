@@ -21,7 +21,7 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     report = orjson.loads(result.stdout)
     assert report["corpus"]["alerts"] == 1500 and report["corpus"]["members"] == 1152
-    for baseline in ("raw_confluent", "raw_aiokafka", "faust_passthrough"):
+    for baseline in ("raw_confluent", "raw_aiokafka", "faust_passthrough", "raw_fanout"):
         assert report[baseline] > 0
     pipeline = report["pipeline"]
     counts = pipeline["counts"]
@@ -42,3 +42,4 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
     assert report["r_framework"] == pytest.approx(
         report["faust_passthrough"] / report["raw_aiokafka"], abs=1e-3
     )
+    assert report["r_fanout"] == pytest.approx(pipeline["deliveries_per_s"] / report["raw_fanout"], abs=1e-3)

@@ -75,3 +75,28 @@ def test_route_agrees_with_explain(members, alert):
     for decision in explain(alert, index):
         assert decision.receives == bool(decision.rule)
         assert decision.receives != bool(decision.reason)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(directories(), st.lists(alerts(member_ids=IDS), min_size=1, max_size=12), st.randoms())
+def test_one_index_routes_a_stream_of_alerts_as_a_fresh_scan_would(members, stream, rng):
+    """The memo of an index is shared by every alert it routes, in any order and repeatedly:
+    each result must still be what a full scan of the directory decides for that alert."""
+    index = RoutingIndex(Directory(members))
+    order = stream + stream
+    rng.shuffle(order)
+    for alert in order:
+        routed = route(alert, index)
+        assert routed == [d for d in explain(alert, index) if d.receives]
+        assert [d.member_id for d in routed] == sorted(d.member_id for d in routed)
+
+
+def test_the_memo_of_an_index_is_bounded(monkeypatch):
+    from pipeline.routing import index as index_module
+    from tests.unit.strategies import valid_alert
+
+    monkeypatch.setattr(index_module, "MEMO_LIMIT", 3)
+    index = RoutingIndex(Directory([]))
+    for confidence in range(10):
+        route(valid_alert(confidence=confidence, tlp="GREEN"), index)
+        assert 1 <= len(index.memo) <= 3
