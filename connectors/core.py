@@ -11,14 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pipeline.routing.tlp import within_ceiling
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One alert for one member; `key` is the idempotency key the member can deduplicate on."""
+class Delivery(NamedTuple):
+    """One alert for one member; `key` is the idempotency key the member can deduplicate on.
+
+    A named tuple: the router makes one per (alert, member), about fifty per alert, and a tuple
+    is the cheapest immutable record to make.
+    """
 
     member_id: str
     rule: str

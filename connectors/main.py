@@ -15,7 +15,7 @@ from connectors.settings import ConnectSettings
 from pipeline import __version__
 from pipeline.control import DirectoryView
 from pipeline.lag import LagMonitor
-from pipeline.process import start_process
+from pipeline.process import settle_heap, start_process
 from pipeline.settings import Settings
 
 
@@ -46,6 +46,7 @@ def run_connector(kind_name: str, settings: Settings, connect: ConnectSettings) 
     kind = KINDS[kind_name](connect, SecretStore(connect.secrets_dir))
     runner = Runner(kind, settings, connect, metrics, directory)
     lag = LagMonitor(settings, group_id(settings, kind_name), runner.topics, metrics.consumer_lag).start()
+    settle_heap()
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -31,10 +31,6 @@ def member_view(alert: dict[str, Any], member_id: str) -> dict[str, Any]:
     return view
 
 
-def _named(alert: dict[str, Any], member_id: str) -> bool:
-    return member_id in alert.get("members_inside", ()) or member_id in alert.get("recipients", ())
-
-
 def encode_value(alert: dict[str, Any], member_id: str, fmt: str) -> tuple[bytes, bytes]:
     """The member's view of the alert in its format, and the content type."""
     view = member_view(alert, member_id)
@@ -81,59 +77,79 @@ class MemberTopicConnector:
 
     async def send_batch(self, batch: Sequence[Delivery]) -> list[Result]:
         """Send every delivery, then wait for all acknowledgements; one result per delivery."""
-        results: list[Result | None] = [None] * len(batch)
+        results: list[Result] = [_DELIVERED] * len(batch)
         records: list[Record] = []
-        sent: dict[tuple[str, bytes], list[int]] = {}
-        # Per alert, per member and per rule work is done once per batch, not per delivery:
-        # an alert reaches about fifty members.
-        per_alert: dict[int, tuple[Result | None, bytes]] = {}
-        shared: dict[tuple[int, str], tuple[bytes, bytes]] = {}
-        formats: dict[str, str] = {}
+        positions: list[int] = []  # the delivery each record carries
+        # Per alert, member and rule work is done once, not per delivery: an alert reaches
+        # about fifty members, and the router hands over an alert's deliveries together.
+        members: dict[str, tuple[str, str, bytes]] = {}
         rules: dict[str, bytes] = {}
+        alert: dict[str, Any] | None = None
+        refused: Result | None = None
+        key = b""
+        named: set[str] = set()
+        shared: dict[str, tuple[bytes, bytes]] = {}
         for i, delivery in enumerate(batch):
-            alert, member_id = delivery.alert, delivery.member_id
-            facts = per_alert.get(id(alert))
-            if facts is None:
-                facts = per_alert[id(alert)] = (
-                    refuse_above_ceiling(delivery, self.tlp_ceiling),
-                    str(alert["id"]).encode(),
-                )
-            refused, key = facts
+            if delivery.alert is not alert:
+                alert = delivery.alert
+                refused = refuse_above_ceiling(delivery, self.tlp_ceiling)
+                key = str(alert["id"]).encode()
+                named = {*alert.get("members_inside", ()), *alert.get("recipients", ())}
+                shared = {}
             if refused:
                 results[i] = refused
                 continue
-            fmt = formats.get(member_id) or formats.setdefault(member_id, self._format_for(member_id))
-            if _named(alert, member_id):
+            member_id = delivery.member_id
+            member = members.get(member_id)
+            if member is None:
+                member = members[member_id] = (
+                    self._topic(member_id),
+                    self._format_for(member_id),
+                    member_id.encode(),
+                )
+            topic, fmt, member_bytes = member
+            if member_id in named:
                 value, content_type = encode_value(alert, member_id, fmt)
             else:
-                cache_key = (id(alert), fmt)
-                if cache_key not in shared:
-                    shared[cache_key] = encode_value(alert, member_id, fmt)
-                value, content_type = shared[cache_key]
-            topic = self._topic(member_id)
-            rule = rules.get(delivery.rule) or rules.setdefault(delivery.rule, delivery.rule.encode())
+                encoded = shared.get(fmt)
+                if encoded is None:
+                    encoded = shared[fmt] = encode_value(alert, member_id, fmt)
+                value, content_type = encoded
+            rule = rules.get(delivery.rule)
+            if rule is None:
+                rule = rules[delivery.rule] = delivery.rule.encode()
             headers = [
-                ("cwn.idempotency-key", b"%s:%s" % (key, member_id.encode())),
+                ("cwn.idempotency-key", key + b":" + member_bytes),
                 ("cwn.rule", rule),
                 ("content-type", content_type),
             ]
-            sent.setdefault((topic, key), []).append(i)
             records.append((topic, key, value, headers))
+            positions.append(i)
         try:
             refusals = await (await self._send_batch(records))
         except Exception as exc:  # noqa: BLE001 - classified as retriable, reported per item
-            refusals = []
-            for indices in sent.values():
-                for i in indices:
-                    results[i] = Result(Outcome.RETRY, f"send failed: {exc}")
-        for refusal in refusals:
-            for i in sent[(refusal.topic, refusal.key)]:
-                results[i] = Result(Outcome.RETRY, f"not acknowledged: {refusal.error}")
-        done = [r if r is not None else _DELIVERED for r in results]
-        delivered = sum(r is _DELIVERED for r in done)
+            failure = Result(Outcome.RETRY, f"send failed: {exc}")
+            for i in positions:
+                results[i] = failure
+        else:
+            if refusals:
+                self._mark_refused(refusals, records, positions, results)
+        delivered = sum(r is _DELIVERED for r in results)
         self._sent += delivered
-        self._failed += len(done) - delivered
-        return done
+        self._failed += len(results) - delivered
+        return results
+
+    @staticmethod
+    def _mark_refused(
+        refusals: Sequence[Any], records: list[Record], positions: list[int], results: list[Result]
+    ) -> None:
+        """Mark the deliveries of records the broker refused as retriable (rare: found by scan)."""
+        carried: dict[tuple[str, bytes | None], list[int]] = {}
+        for (topic, key, _, _), i in zip(records, positions, strict=True):
+            carried.setdefault((topic, key), []).append(i)
+        for refusal in refusals:
+            for i in carried.get((refusal.topic, refusal.key), ()):
+                results[i] = Result(Outcome.RETRY, f"not acknowledged: {refusal.error}")
 
     def _topic(self, member_id: str) -> str:
         topic = self._topics.get(member_id)

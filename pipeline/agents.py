@@ -17,6 +17,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import operator
 import os
 import time
 import weakref
@@ -33,7 +34,7 @@ from pipeline.alert import SEVERITY_RANK, Alert, load_schema
 from pipeline.control import DirectoryView
 from pipeline.dedupe import Seen, Verdict, observe, stamp, to_us
 from pipeline.enrich import enrich
-from pipeline.metrics import Metrics
+from pipeline.metrics import Metrics, observe_many
 from pipeline.normalise import FEED_HEADER, Limits, normalise
 from pipeline.producer import Record, Refused
 from pipeline.rejected import Rejected
@@ -318,17 +319,21 @@ def count_effects(m: Metrics, effects: Effects) -> None:
 
 
 def observe_deliveries(m: Metrics, deliveries: list[Delivery]) -> None:
-    """Routed counts per rule kind and end-to-end latency, with one label lookup per batch."""
-    rules = collections.Counter(d.rule.partition(":")[0] for d in deliveries)
-    for rule, count in rules.items():
-        m.routed.labels(rule).inc(count)
+    """Routed counts per rule kind and end-to-end latency: one metric update per rule and per
+    alert, not per delivery (an alert's deliveries share its latency)."""
+    kinds: collections.Counter[str] = collections.Counter()
+    for rule, count in collections.Counter(map(_rule_of, deliveries)).items():
+        kinds[rule.partition(":")[0]] += count
+    for kind, count in kinds.items():
+        m.routed.labels(kind).inc(count)
     now = time.time()
-    observed: dict[int, float] = {}
-    for delivery in deliveries:
-        key = id(delivery.alert)
-        if key not in observed:
-            observed[key] = now - delivery.alert["time_observation"].timestamp()
-        m.latency_seconds.observe(observed[key])
+    alerts = {id(d.alert): d.alert for d in deliveries}
+    for key, count in collections.Counter(map(id, map(_alert_of, deliveries))).items():
+        observe_many(m.latency_seconds, now - alerts[key]["time_observation"].timestamp(), count)
+
+
+_rule_of = operator.attrgetter("rule")
+_alert_of = operator.attrgetter("alert")
 
 
 async def deliver(connector: MemberTopicConnector, deliveries: list[Delivery]) -> None:

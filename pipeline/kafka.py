@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from pipeline.settings import Settings
 from pipeline.topics import TopicSpec
@@ -181,11 +181,15 @@ def list_topics(settings: Settings, prefix: str = "") -> list[str]:
 
 
 def assign_from_start(
-    consumer: Consumer, topics: Iterable[str], start: dict[tuple[str, int], int] | None = None
+    consumer: Consumer,
+    topics: Iterable[str],
+    start: dict[tuple[str, int], int] | None = None,
+    edges: dict[tuple[str, int], tuple[int, int]] | None = None,
 ) -> set[tuple[str, int]]:
     """Assign every partition of `topics` from its first record (or from its offset in `start`);
     return the (topic, partition) pairs that hold records past that point, i.e. those to read
-    until their end-of-partition event."""
+    until their end-of-partition event. `edges` are the partitions' watermarks when known
+    (see `watermarks`); else each partition is asked in turn."""
     start = start or {}
     metadata = consumer.list_topics(timeout=30).topics
     assignment = [
@@ -195,9 +199,10 @@ def assign_from_start(
     ]
     holding = set()
     for tp in assignment:
-        low, high = consumer.get_watermark_offsets(tp, timeout=30)
+        key = (tp.topic, tp.partition)
+        low, high = edges[key] if edges and key in edges else consumer.get_watermark_offsets(tp, timeout=30)
         if high > max(low, tp.offset):
-            holding.add((tp.topic, tp.partition))
+            holding.add(key)
     consumer.assign(assignment)
     return holding
 
@@ -214,7 +219,7 @@ def read_topics(
         return []
     consumer = make_reader(settings)
     try:
-        remaining = assign_from_start(consumer, topics, start)
+        remaining = assign_from_start(consumer, topics, start, watermarks(settings, topics))
         records = []
         deadline = time.monotonic() + timeout
         while remaining:
@@ -232,18 +237,30 @@ def read_topics(
         consumer.close()
 
 
+def watermarks(
+    settings: Settings, topics: Iterable[str], timeout: float = 30.0
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """The low and high watermark of every partition of `topics` (missing topics have none).
+
+    Two batched requests for all partitions, whatever their number: asking partition by
+    partition costs a round trip each, and there is a topic per member.
+    """
+    admin = make_admin(settings)  # must outlive its futures
+    metadata = admin.list_topics(timeout=timeout).topics
+    partitions = [TopicPartition(t, p) for t in topics if t in metadata for p in metadata[t].partitions]
+    if not partitions:
+        return {}
+    edges = []
+    for spec in (OffsetSpec.earliest(), OffsetSpec.latest()):
+        futures = admin.list_offsets(dict.fromkeys(partitions, spec), request_timeout=timeout)
+        edges.append({(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()})
+    low, high = edges
+    return {key: (low[key], high[key]) for key in high}
+
+
 def count_records(settings: Settings, topics: list[str]) -> dict[str, int]:
     """Number of records in each topic, by watermark offsets (exact without transactions)."""
-    consumer = make_reader(settings)
-    try:
-        metadata = consumer.list_topics(timeout=30).topics
-        counts = {}
-        for topic in topics:
-            total = 0
-            for partition in metadata[topic].partitions if topic in metadata else ():
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
-                total += high - low
-            counts[topic] = total
-        return counts
-    finally:
-        consumer.close()
+    counts = dict.fromkeys(topics, 0)
+    for (topic, _), (low, high) in watermarks(settings, topics).items():
+        counts[topic] += high - low
+    return counts

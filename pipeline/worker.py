@@ -15,7 +15,7 @@ from pipeline.control import DirectoryView
 from pipeline.kafka import list_topics
 from pipeline.lag import LagMonitor
 from pipeline.metrics import create_metrics
-from pipeline.process import start_process
+from pipeline.process import settle_heap, start_process
 from pipeline.producer import AsyncProducer
 from pipeline.settings import Settings
 from pipeline.topics import NORMALISED, RAW
@@ -53,6 +53,7 @@ def run_worker(settings: Settings) -> None:
         redirect_stdouts=False,
         override_logging=False,
     )
+    settle_heap()
     try:
         worker.execute_from_commandline()
     finally:

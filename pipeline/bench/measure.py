@@ -16,7 +16,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from pipeline.kafka import make_reader, read_topics
+from pipeline.kafka import make_reader, read_topics, watermarks
 from pipeline.settings import Settings
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -34,16 +34,13 @@ class Span:
         return max(self.last - self.first, 1e-3)
 
 
-def _partitions(consumer: Consumer, topics: Iterable[str]) -> list[tuple[TopicPartition, int, int]]:
+def _partitions(settings: Settings, topics: Iterable[str]) -> list[tuple[TopicPartition, int, int]]:
     """Every partition holding records, with its low and high watermark."""
-    metadata = consumer.list_topics(timeout=30).topics
-    found = []
-    for topic in topics:
-        for partition in metadata[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
-            if high > low:
-                found.append((TopicPartition(topic, partition), low, high))
-    return found
+    return [
+        (TopicPartition(*key), low, high)
+        for key, (low, high) in watermarks(settings, topics).items()
+        if high > low
+    ]
 
 
 def _one_each(consumer: Consumer, assignment: list[TopicPartition], timeout: float) -> list[float]:
@@ -81,7 +78,7 @@ def _edge_stamps(settings: Settings, topics: Sequence[str], first: bool, timeout
     try:
         edges = [
             TopicPartition(tp.topic, tp.partition, low if first else high - 1)
-            for tp, low, high in _partitions(consumer, topics)
+            for tp, low, high in _partitions(settings, topics)
         ]
         return _one_each(consumer, edges, timeout)
     finally:
@@ -90,17 +87,7 @@ def _edge_stamps(settings: Settings, topics: Sequence[str], first: bool, timeout
 
 def end_offsets(settings: Settings, topics: Sequence[str]) -> dict[tuple[str, int], int]:
     """The high watermark of every partition of `topics`: where records written next will start."""
-    consumer = make_reader(settings)
-    try:
-        metadata = consumer.list_topics(timeout=30).topics
-        offsets = {}
-        for topic in topics:
-            for partition in metadata[topic].partitions:
-                _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
-                offsets[(topic, partition)] = high
-        return offsets
-    finally:
-        consumer.close()
+    return {key: high for key, (_, high) in watermarks(settings, topics).items()}
 
 
 def arrivals_since(

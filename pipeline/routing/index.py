@@ -46,8 +46,19 @@ class RoutingIndex:
         self.groups: dict[str, frozenset[str]] = {}
         # Routing results that depend only on an alert's profile (see `route`), by profile.
         self.memo: dict[Hashable, tuple[Any, ...]] = {}
+        # What any subscription compares an alert with: a profile keeps only these distinctions.
+        self.named_taxonomies: set[str] = set()
+        self.named_feeds: set[str] = set()
+        self.named_indicator_types: set[str] = set()
+        steps: set[int] = set()
         for member in directory:
             self._add(member)
+            for sub in member.subscriptions:
+                self.named_taxonomies.update(sub.taxonomies)
+                self.named_feeds.update(sub.feeds)
+                self.named_indicator_types.update(sub.indicator_types)
+                steps.add(sub.min_confidence)
+        self.confidence_steps = tuple(sorted(steps))
 
     def _add(self, member: Member) -> None:
         for network in member.constituency.cidrs:

@@ -7,6 +7,7 @@ and a property test holds `route` to the full scan.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from pipeline.alert import SEVERITY_RANK, Alert
@@ -163,9 +164,32 @@ def _member_id(decision: Decision) -> str:
     return decision.member_id
 
 
+def profile(facts: Facts, audience: Audience, index: RoutingIndex) -> tuple[object, ...]:
+    """What decides an alert's receivers among the members it does not name, and no more.
+
+    Facts no subscription of the directory tells apart are merged: a taxonomy, feed or
+    indicator type no subscription names, and confidences between the same two subscription
+    thresholds. Alerts of one profile reach the same unnamed members, so far fewer distinct
+    alerts need a decision of their own.
+    """
+    return (
+        facts.sectors,
+        facts.taxonomy if facts.taxonomy in index.named_taxonomies else None,
+        facts.full_type if facts.full_type in index.named_taxonomies else None,
+        facts.severity_rank,
+        bisect.bisect_right(index.confidence_steps, facts.confidence),
+        facts.feed if facts.feed in index.named_feeds else None,
+        facts.indicator_types & index.named_indicator_types,
+        audience.tlp,
+        audience.sharing_groups,
+    )
+
+
 def _unnamed_receivers(facts: Facts, audience: Audience, index: RoutingIndex) -> tuple[Decision, ...]:
     """Receivers among the members the alert does not name, sorted by member id (memoised)."""
-    key = (facts, audience.tlp, audience.sharing_groups)
+    if audience.tlp in ("AMBER+STRICT", "RED") or (audience.tlp == "AMBER" and not audience.sharing_groups):
+        return ()  # TLP lets only named members see it
+    key = profile(facts, audience, index)
     found = index.memo.get(key)
     if found is None:
         anonymous = Audience(audience.tlp, frozenset(), frozenset(), audience.sharing_groups)

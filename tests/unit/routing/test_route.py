@@ -100,3 +100,32 @@ def test_the_memo_of_an_index_is_bounded(monkeypatch):
     for confidence in range(10):
         route(valid_alert(confidence=confidence, tlp="GREEN"), index)
         assert 1 <= len(index.memo) <= 3
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    directories(),
+    alerts(member_ids=IDS),
+    st.lists(
+        st.tuples(
+            st.integers(0, 100),
+            st.sampled_from([("p", "f"), ("other", "feed")]),
+            st.sampled_from(
+                [[], [{"type": "domain", "value": "x.example"}], [{"type": "email", "value": "a@b"}]]
+            ),
+        ),
+        min_size=2,
+        max_size=10,
+    ),
+)
+def test_alerts_that_share_a_profile_share_their_receivers_only_when_they_should(members, base, variants):
+    """Variants of one alert differ in what profiles merge (confidence between thresholds,
+    unnamed feeds and indicator types): each is still routed as a fresh scan decides."""
+    index = RoutingIndex(Directory(members))
+    for confidence, (provider, name), indicators in variants:
+        alert = base | {
+            "confidence": confidence,
+            "feed": {"provider": provider, "name": name},
+            "indicators": indicators,
+        }
+        assert route(alert, index) == [d for d in explain(alert, index) if d.receives]
