@@ -33,6 +33,7 @@ class AvroCodec:
 
     def __init__(self, schema: dict[str, Any], readable: Iterable[dict[str, Any]] = ()) -> None:
         self._schema = parse_schema(schema)
+        self._optional_records = _optional_records(self._schema)
         self.fingerprint = _fingerprint(self._schema)
         self._header = MAGIC + self.fingerprint
         self._readers = {self.fingerprint: self._schema}
@@ -44,8 +45,14 @@ class AvroCodec:
         """Encode one alert; raises `SerdeError` naming the problem if it breaks the schema."""
         out = io.BytesIO()
         out.write(self._header)
+        # An optional record written as (record name, value) tells fastavro the union's branch;
+        # otherwise it validates the whole record against each branch to find it.
+        datum = dict(alert)
+        for field, name in self._optional_records:
+            if datum.get(field) is not None:
+                datum[field] = (name, datum[field])
         try:
-            schemaless_writer(out, self._schema, alert)
+            schemaless_writer(out, self._schema, datum)
         except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
             raise SerdeError(f"alert does not fit the schema: {exc}") from exc
         return out.getvalue()
@@ -63,7 +70,8 @@ class AvroCodec:
         body = io.BytesIO(data)
         body.seek(HEADER_SIZE)
         try:
-            alert = schemaless_reader(body, writer, self._schema)
+            # Resolution only for an older writer: the current one needs none (and is faster).
+            alert = schemaless_reader(body, writer, None if writer is self._schema else self._schema)
         except (EOFError, ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
             raise SerdeError(f"corrupt Avro body: {exc}") from exc
         if body.tell() != len(data):
@@ -73,6 +81,27 @@ class AvroCodec:
     def decode_many(self, records: Iterable[bytes]) -> list[Alert]:
         """Decode a batch; raises on the first bad record (pipeline topics carry only valid ones)."""
         return [self.decode(record) for record in records]
+
+
+def _optional_records(parsed: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(field, record name) of each top-level field typed `["null", <record>]`."""
+    records = {
+        branch["name"]
+        for field in parsed["fields"]
+        for branch in (field["type"] if isinstance(field["type"], list) else ())
+        if isinstance(branch, dict) and branch.get("type") == "record"
+    }
+    found = []
+    for field in parsed["fields"]:
+        kind = field["type"]
+        if not (isinstance(kind, list) and len(kind) == 2 and "null" in kind):
+            continue
+        branch = kind[0] if kind[1] == "null" else kind[1]
+        if isinstance(branch, dict) and branch.get("type") == "record":
+            found.append((field["name"], branch["name"]))
+        elif isinstance(branch, str) and branch in records:
+            found.append((field["name"], branch))
+    return tuple(found)
 
 
 def _fingerprint(parsed: dict[str, Any]) -> bytes:
