@@ -96,6 +96,7 @@ class AsyncProducer:
         )
         self._waiting: list[_Acks] = []
         self._pump: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
 
     async def send_batch(self, records: Iterable[Record]) -> asyncio.Future[list[Refused]]:
         """Queue records; the returned future resolves to the refused ones once all are answered."""
@@ -115,21 +116,29 @@ class AsyncProducer:
             queued += 1
         acks.expect(queued)
         self._waiting.append(acks)
+        assert self._wake is not None
+        self._wake.set()  # an idle pump starts polling at once, not after its idle wait
         return acks.seal()
 
     def _start_pump(self) -> None:
         if self._pump is None or self._pump.done():
-            self._pump = asyncio.get_running_loop().create_task(
-                self._serve_reports(), name="producer-reports"
-            )
+            self._wake = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            self._pump = loop.create_task(self._serve_reports(), name="producer-reports")
 
     async def _serve_reports(self) -> None:
-        poll = self._producer.poll
+        poll, wake = self._producer.poll, self._wake
+        assert wake is not None
         while True:
             poll(0)
             if self._waiting:
                 self._waiting = [acks for acks in self._waiting if not acks.answered]
-            await asyncio.sleep(self.BUSY_POLL if self._waiting else self.IDLE_POLL)
+            if self._waiting:
+                await asyncio.sleep(self.BUSY_POLL)
+                continue
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), self.IDLE_POLL)
 
     def close(self, timeout: float = 30.0) -> int:
         """Deliver what is queued, then stop; returns how many records were still undelivered."""

@@ -49,3 +49,42 @@ def test_a_report_after_the_loop_closed_is_harmless():
     loop.close()
     acks.report(None, Message("t", b"k"))  # as `close` serves the last reports
     assert acks.answered
+
+
+class FakeClient:
+    """Stands in for the client's queue: reports are served by `poll`, as librdkafka does."""
+
+    def __init__(self):
+        self.reports = []
+
+    def produce(self, topic, value, key, headers=None, on_delivery=None):
+        self.reports.append((on_delivery, Message(topic, key)))
+
+    def poll(self, timeout):
+        served, self.reports = self.reports, []
+        for report, message in served:
+            report(None, message)
+        return len(served)
+
+    def flush(self, timeout):
+        return self.poll(0) and 0
+
+
+def test_an_idle_pump_serves_a_new_batch_at_once(monkeypatch):
+    from pipeline.producer import AsyncProducer
+    from pipeline.settings import Settings
+
+    monkeypatch.setattr(AsyncProducer, "IDLE_POLL", 3600.0)  # an idle pump would sleep an hour
+
+    async def scenario():
+        producer = AsyncProducer(Settings(bootstrap="127.0.0.1:1"))
+        producer._producer = FakeClient()
+        first = await producer.send_batch([("t", b"k", b"v", [])])
+        assert await asyncio.wait_for(first, 5) == []
+        await asyncio.sleep(0.05)  # the pump is idle now
+        second = await producer.send_batch([("t", b"k2", b"v", []), ("t", b"k3", b"v", [])])
+        refused = await asyncio.wait_for(second, 5)
+        producer.close(0)
+        return refused
+
+    assert asyncio.run(scenario()) == []
