@@ -29,20 +29,14 @@ def start_process(settings: Settings) -> None:
         log.warning("Topics are the administrator's to create (cwn topics ensure): %s", exc)
 
 
-#: Allocations between two young-generation collections (CPython's default is 700).
-YOUNG_COLLECTION_THRESHOLD = 50_000
-
-
 def settle_heap() -> None:
-    """Move what start-up built out of the collector's sight, and collect less often.
+    """Move what start-up built out of the cyclic collector's sight.
 
-    A worker makes about fifty short-lived objects per alert (one per delivery); with
-    CPython's defaults the cyclic collector runs every 700 of them and keeps re-walking
-    everything start-up left behind (the app, the directory, the indexes), which cost the
-    dispatch path more than half of the time it spends making deliveries. Frozen objects are
-    never scanned; reference counting still frees the short-lived ones at once, so a larger
-    threshold only delays reclaiming reference cycles, which the hot path does not make.
+    A worker makes about fifty short-lived objects per alert (one per delivery), so the
+    collector's youngest generation runs often; each full collection then re-walked
+    everything start-up left behind (the app, the directory, the indexes). Frozen objects are
+    never scanned. The thresholds stay CPython's: larger ones made each collection long
+    enough to show in the latency tail (docs/performance.md).
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, 10, 10)

@@ -98,6 +98,14 @@ def arrivals_since(
     return [(m.key() or b"", m.timestamp()[1] / 1000) for m in messages]
 
 
+def values_since(
+    settings: Settings, start: dict[tuple[str, int], int], timeout: float = 120.0
+) -> list[tuple[bytes, float]]:
+    """(value, timestamp in seconds) of every record written after the `start` offsets."""
+    messages = read_topics(settings, sorted({t for t, _ in start}), timeout, start)
+    return [(m.value() or b"", m.timestamp()[1] / 1000) for m in messages]
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0-100) by the nearest-rank method; NaN for no values."""
     if not values:

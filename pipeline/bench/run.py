@@ -38,6 +38,7 @@ from pipeline.demo.run import (
 )
 from pipeline.directory import Directory, generate_members
 from pipeline.kafka import count_records, ensure_topics, make_producer
+from pipeline.serde import alert_codec
 from pipeline.settings import Settings
 from pipeline.topics import NORMALISED, RAW, TopicSpec, dedup_changelog, pipeline_topics
 
@@ -190,18 +191,28 @@ def latency_at(
     seconds: float,
     already: int, timeout: float,
 ) -> dict[str, Any]:  # fmt: skip
-    """Delivery latency percentiles (ms) under an open-loop load of `rate` alerts/s."""
+    """Delivery latency percentiles (ms) under an open-loop load of `rate` alerts/s, and those
+    of the first hop alone (send to the normalised record), which tells the two stages apart."""
     topics = member_topics(settings)
-    start = measure.end_offsets(settings, topics)
+    normalised = settings.topic(NORMALISED)
+    start = measure.end_offsets(settings, [*topics, normalised])
     records = feed.records(max(1, round(rate * seconds)))
     sent = open_loop(settings, records, rate)
     counts = wait_settled(settings, workers, directory, already + len(records), timeout)
     if counts.lost or not counts.settled():
         raise RuntimeError(f"the pipeline did not account for every record: {counts.as_dict()}")
+    members_start = {k: v for k, v in start.items() if k[0] != normalised}
     latencies = [
         (stamp - sent[key.decode()]) * 1000
-        for key, stamp in measure.arrivals_since(settings, start)
+        for key, stamp in measure.arrivals_since(settings, members_start)
         if key.decode() in sent
+    ]
+    codec = alert_codec()
+    normalised_start = {k: v for k, v in start.items() if k[0] == normalised}
+    first_hop = [
+        (stamp - sent[alert_id]) * 1000
+        for value, stamp in measure.values_since(settings, normalised_start)
+        if (alert_id := codec.decode(value)["id"]) in sent
     ]
     return {
         "alerts": len(records),
@@ -210,6 +221,8 @@ def latency_at(
         "p50": round(measure.percentile(latencies, 50), 1),
         "p99": round(measure.percentile(latencies, 99), 1),
         "p99.9": round(measure.percentile(latencies, 99.9), 1),
+        "to_normalised_p50": round(measure.percentile(first_hop, 50), 1),
+        "to_normalised_p99": round(measure.percentile(first_hop, 99), 1),
     }
 
 

@@ -33,6 +33,7 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
     for level in report["latency_ms"].values():
         assert level["deliveries"] > 0
         assert 0 < level["p50"] <= level["p99"] <= level["p99.9"]
+        assert 0 < level["to_normalised_p50"] <= level["to_normalised_p99"]
     assert report["peak_rss_bytes"]["pipeline_worker"] > 0
     assert report["dedup_state_bytes_per_1m_keys"] > 0
     recovery = report["recovery"]
