@@ -25,7 +25,7 @@ from confluent_kafka import KafkaException
 from pipeline.asn import AsnDataset, from_chunks, parse_ip2asn, to_chunks
 from pipeline.directory import Directory, DirectoryError, Member, Subscription
 from pipeline.feeds import FeedRegistry, FeedsError, FeedSpec
-from pipeline.kafka import assign_from_start, ensure_topics, make_producer, make_reader
+from pipeline.kafka import assign_from_start, ensure_topics, make_producer, make_reader, watermarks
 from pipeline.rejected import Rejected
 from pipeline.routing.index import RoutingIndex
 from pipeline.rules import EnrichmentRules, RulesError, RulesFile
@@ -182,7 +182,7 @@ class DirectoryView:
         topics = {self._settings.topic(kind): kind for kind in (MEMBERS, SUBSCRIPTIONS, FEEDS, ENRICHMENT)}
         consumer = make_reader(self._settings, **{"enable.partition.eof": True})
         try:
-            behind = assign_from_start(consumer, topics)
+            behind = assign_from_start(consumer, topics, watermarks(self._settings, topics))
             if not behind:
                 self._publish()
             dirty = False

@@ -183,13 +183,12 @@ def list_topics(settings: Settings, prefix: str = "") -> list[str]:
 def assign_from_start(
     consumer: Consumer,
     topics: Iterable[str],
+    edges: dict[tuple[str, int], tuple[int, int]],
     start: dict[tuple[str, int], int] | None = None,
-    edges: dict[tuple[str, int], tuple[int, int]] | None = None,
 ) -> set[tuple[str, int]]:
     """Assign every partition of `topics` from its first record (or from its offset in `start`);
     return the (topic, partition) pairs that hold records past that point, i.e. those to read
-    until their end-of-partition event. `edges` are the partitions' watermarks when known
-    (see `watermarks`); else each partition is asked in turn."""
+    until their end-of-partition event. `edges` are the partitions' watermarks (`watermarks`)."""
     start = start or {}
     metadata = consumer.list_topics(timeout=30).topics
     assignment = [
@@ -200,7 +199,7 @@ def assign_from_start(
     holding = set()
     for tp in assignment:
         key = (tp.topic, tp.partition)
-        low, high = edges[key] if edges and key in edges else consumer.get_watermark_offsets(tp, timeout=30)
+        low, high = edges.get(key, (0, 0))
         if high > max(low, tp.offset):
             holding.add(key)
     consumer.assign(assignment)
@@ -219,7 +218,7 @@ def read_topics(
         return []
     consumer = make_reader(settings)
     try:
-        remaining = assign_from_start(consumer, topics, start, watermarks(settings, topics))
+        remaining = assign_from_start(consumer, topics, watermarks(settings, topics), start)
         records = []
         deadline = time.monotonic() + timeout
         while remaining:

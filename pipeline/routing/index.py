@@ -50,15 +50,10 @@ class RoutingIndex:
         self.named_taxonomies: set[str] = set()
         self.named_feeds: set[str] = set()
         self.named_indicator_types: set[str] = set()
-        steps: set[int] = set()
+        self._confidences: set[int] = set()
         for member in directory:
             self._add(member)
-            for sub in member.subscriptions:
-                self.named_taxonomies.update(sub.taxonomies)
-                self.named_feeds.update(sub.feeds)
-                self.named_indicator_types.update(sub.indicator_types)
-                steps.add(sub.min_confidence)
-        self.confidence_steps = tuple(sorted(steps))
+        self.confidence_steps = tuple(sorted(self._confidences))
 
     def _add(self, member: Member) -> None:
         for network in member.constituency.cidrs:
@@ -73,6 +68,10 @@ class RoutingIndex:
         for group in groups:
             self.group_members[group].add(member.id)
         for sub in member.subscriptions:
+            self.named_taxonomies.update(sub.taxonomies)
+            self.named_feeds.update(sub.feeds)
+            self.named_indicator_types.update(sub.indicator_types)
+            self._confidences.add(sub.min_confidence)
             if sub.inside_only:
                 continue  # reached through the owner lookup, never through sectors
             rank = SEVERITY_RANK[sub.min_severity]
