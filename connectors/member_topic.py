@@ -20,6 +20,8 @@ SendBatchFn = Callable[[list[Record]], Awaitable[Awaitable[list[Any]]]]
 
 
 _DELIVERED = Result(Outcome.DELIVERED)
+#: A member topic is readable by its member alone.
+_CEILING = "RED"
 
 
 def member_view(alert: dict[str, Any], member_id: str) -> dict[str, Any]:
@@ -53,22 +55,16 @@ def _headers(delivery: Delivery, content_type: bytes) -> list[tuple[str, bytes]]
 
 
 class MemberTopicConnector:
-    """Writes deliveries to member topics through an async producer; RED-capable.
-
-    Members not named in an alert (neither inside nor recipient) all see the same view of it,
-    so that view is encoded once per alert and format, however many members it fans out to.
-    """
+    """Writes deliveries to member topics through an async producer; RED-capable."""
 
     name = "member-topic"
-    tlp_ceiling = "RED"
+    tlp_ceiling = _CEILING
 
     def __init__(
         self, send_batch: SendBatchFn, topic_for: Callable[[str], str], format_for: Callable[[str], str]
     ) -> None:
         self._send_batch = send_batch
-        self._topic_for = topic_for
-        self._topics: dict[str, str] = {}
-        self._format_for = format_for
+        self._records = MemberRecords(topic_for, format_for)
         self._sent = 0
         self._failed = 0
 
@@ -77,6 +73,60 @@ class MemberTopicConnector:
 
     async def send_batch(self, batch: Sequence[Delivery]) -> list[Result]:
         """Send every delivery, then wait for all acknowledgements; one result per delivery."""
+        records, positions, results = self._records(batch, self.tlp_ceiling)
+        try:
+            refusals = await (await self._send_batch(records))
+        except Exception as exc:  # noqa: BLE001 - classified as retriable, reported per item
+            failure = Result(Outcome.RETRY, f"send failed: {exc}")
+            for i in positions:
+                results[i] = failure
+        else:
+            if refusals:
+                self._mark_refused(refusals, records, positions, results)
+        delivered = sum(r is _DELIVERED for r in results)
+        self._sent += delivered
+        self._failed += len(results) - delivered
+        return results
+
+    @staticmethod
+    def _mark_refused(
+        refusals: Sequence[Any], records: list[Record], positions: list[int], results: list[Result]
+    ) -> None:
+        """Mark the deliveries of records the broker refused as retriable (rare: found by scan)."""
+        carried: dict[tuple[str, bytes | None], list[int]] = {}
+        for (topic, key, _, _), i in zip(records, positions, strict=True):
+            carried.setdefault((topic, key), []).append(i)
+        for refusal in refusals:
+            for i in carried.get((refusal.topic, refusal.key), ()):
+                results[i] = Result(Outcome.RETRY, f"not acknowledged: {refusal.error}")
+
+    async def close(self) -> None:
+        return None
+
+    def health(self) -> dict[str, Any]:
+        return {"connector": self.name, "delivered": self._sent, "failed": self._failed}
+
+
+class MemberRecords:
+    """Turns deliveries into member-topic records, for the connector and for a transactional
+    writer that produces them itself.
+
+    Members not named in an alert (neither inside nor recipient) all see the same view of it,
+    so that view is encoded once per alert and format, however many members it fans out to.
+    """
+
+    def __init__(self, topic_for: Callable[[str], str], format_for: Callable[[str], str]) -> None:
+        self._topic_for = topic_for
+        self._topics: dict[str, str] = {}
+        self._format_for = format_for
+
+    def __call__(
+        self, batch: Sequence[Delivery], ceiling: str = _CEILING
+    ) -> tuple[list[Record], list[int], list[Result]]:
+        """The member-topic records for `batch`, the delivery each carries, and one result per
+        delivery: delivered unless refused here (above the ceiling), until the broker says
+        otherwise. Writes nothing: a transactional writer produces these itself.
+        """
         results: list[Result] = [_DELIVERED] * len(batch)
         records: list[Record] = []
         positions: list[int] = []  # the delivery each record carries
@@ -92,7 +142,7 @@ class MemberTopicConnector:
         for i, delivery in enumerate(batch):
             if delivery.alert is not alert:
                 alert = delivery.alert
-                refused = refuse_above_ceiling(delivery, self.tlp_ceiling)
+                refused = refuse_above_ceiling(delivery, ceiling)
                 key = str(alert["id"]).encode()
                 named = {*alert.get("members_inside", ()), *alert.get("recipients", ())}
                 shared = {}
@@ -125,40 +175,10 @@ class MemberTopicConnector:
             ]
             records.append((topic, key, value, headers))
             positions.append(i)
-        try:
-            refusals = await (await self._send_batch(records))
-        except Exception as exc:  # noqa: BLE001 - classified as retriable, reported per item
-            failure = Result(Outcome.RETRY, f"send failed: {exc}")
-            for i in positions:
-                results[i] = failure
-        else:
-            if refusals:
-                self._mark_refused(refusals, records, positions, results)
-        delivered = sum(r is _DELIVERED for r in results)
-        self._sent += delivered
-        self._failed += len(results) - delivered
-        return results
-
-    @staticmethod
-    def _mark_refused(
-        refusals: Sequence[Any], records: list[Record], positions: list[int], results: list[Result]
-    ) -> None:
-        """Mark the deliveries of records the broker refused as retriable (rare: found by scan)."""
-        carried: dict[tuple[str, bytes | None], list[int]] = {}
-        for (topic, key, _, _), i in zip(records, positions, strict=True):
-            carried.setdefault((topic, key), []).append(i)
-        for refusal in refusals:
-            for i in carried.get((refusal.topic, refusal.key), ()):
-                results[i] = Result(Outcome.RETRY, f"not acknowledged: {refusal.error}")
+        return records, positions, results
 
     def _topic(self, member_id: str) -> str:
         topic = self._topics.get(member_id)
         if topic is None:
             topic = self._topics[member_id] = self._topic_for(member_id)
         return topic
-
-    async def close(self) -> None:
-        return None
-
-    def health(self) -> dict[str, Any]:
-        return {"connector": self.name, "delivered": self._sent, "failed": self._failed}

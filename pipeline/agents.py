@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
-import operator
 import os
 import time
 import weakref
@@ -30,19 +30,16 @@ from faust.streams import _current_event as faust_current_event
 
 from connectors.core import Delivery, Outcome
 from connectors.member_topic import MemberTopicConnector
-from pipeline.alert import SEVERITY_RANK, Alert, load_schema
+from pipeline.alert import Alert
 from pipeline.control import DirectoryView
-from pipeline.dedupe import Seen, Verdict, observe, stamp, to_us
-from pipeline.enrich import enrich
-from pipeline.metrics import Metrics, observe_many
-from pipeline.normalise import FEED_HEADER, Limits, normalise
+from pipeline.dedupe import Seen, Verdict, observe_alert
+from pipeline.metrics import Metrics
+from pipeline.normalise import Limits
 from pipeline.producer import Record, Refused
-from pipeline.rejected import Rejected
-from pipeline.routing import route
-from pipeline.rules import Effects
 from pipeline.serde import alert_codec
 from pipeline.settings import Settings
-from pipeline.topics import DEADLETTER, ENRICHED, NORMALISED, member_topic
+from pipeline.stages import dispatch_batch, normalise_batch, observe_deliveries
+from pipeline.topics import ENRICHED, NORMALISED, member_topic
 
 log = logging.getLogger(__name__)
 
@@ -134,79 +131,30 @@ def table_event(event: Any) -> Iterator[None]:
         faust_current_event.reset(token)
 
 
-def headers_of(message: Any) -> dict[str, bytes]:
-    raw = message.headers or ()
-    items = raw.items() if isinstance(raw, dict) else raw
-    return {k: v for k, v in items if v is not None}
-
-
-def deadletter_record(settings: Settings, message: Any, stage: str, rejected: Rejected) -> Record:
-    """The original bytes, with the reason, field, feed and source position as headers."""
-    headers = [
-        *headers_of(message).items(),
-        ("cwn.error.stage", stage.encode()),
-        ("cwn.error.field", rejected.field.encode()),
-        ("cwn.error.reason", rejected.reason.encode()),
-        ("cwn.error.feed", rejected.feed.encode()),
-        ("cwn.error.item", rejected.item.encode()),
-        ("cwn.source", f"{message.topic}/{message.partition}/{message.offset}".encode()),
-    ]
-    return (settings.topic(DEADLETTER), message.key, message.value, headers)
-
-
-_REASON_LABELS = frozenset(
-    {f["name"] for f in load_schema()["fields"]}
-    | {"payload", "format", "feed", "producer", "header", "row", "event", "Event", "pattern", "value"}
-)
-
-
-def reason_label(field: str) -> str:
-    """The dead-letter metric's label for a rejected field: its root when it is one of a fixed
-    set, else `other` (a field name can come from the input, and labels must stay bounded)."""
-    root = field.split(".")[0].split("[")[0]
-    return root if root in _REASON_LABELS else "other"
-
-
 def normalise_agent(ctx: StageContext, writer_of: Callable[[str], str | None] | None = None) -> Agent:
-    """Raw partner records -> Avro alerts keyed by fingerprint, and dead letters.
-
-    A record of many items (EVE lines, a STIX bundle) may give alerts and dead letters both:
-    each rejected item is dead-lettered with the record's original bytes and its location.
-    With `writer_of`, the producer is the one whose own raw topic the record was read from
-    (on a secured broker only that producer may write it), not what its header claims.
-    """
+    """Raw partner records -> Avro alerts keyed by fingerprint, and dead letters
+    (`pipeline.stages.normalise_batch`); `writer_of` as there."""
     limits = Limits(ctx.settings.max_message_bytes)
     codec, out_topic = alert_codec(), ctx.settings.topic(NORMALISED)
-    m = ctx.metrics
 
     async def agent(stream: Any) -> None:
         in_flight = InFlight()
         async for events in ctx.batches(stream):
             started = time.perf_counter()
-            now = datetime.now(UTC)
-            feeds = ctx.directory.feeds
-            records: list[Record] = []
-            outcomes: collections.Counter[str] = collections.Counter()
-            for event in events:
-                message = event.message
-                headers = headers_of(message)
-                writer = writer_of(message.topic) if writer_of is not None else None
-                parsed = normalise(message.value, headers, feeds, limits, now, writer)
-                outcomes[parsed.outcome] += 1
-                for reason, count in parsed.skipped.items():
-                    m.skipped.labels(reason).inc(count)
-                for rejected in parsed.rejected:
-                    records.append(deadletter_record(ctx.settings, message, "normalise", rejected))
-                    m.deadlettered.labels("normalise", reason_label(rejected.field)).inc()
-                feed = [(FEED_HEADER, headers[FEED_HEADER])] if FEED_HEADER in headers else []
-                for alert in parsed.alerts:
-                    records.append((out_topic, alert["fingerprint"].encode(), codec.encode(alert), feed))
+            messages = [event.message for event in events]
+            batch = normalise_batch(
+                ctx.settings,
+                messages,
+                ctx.directory.feeds,
+                limits,
+                datetime.now(UTC),
+                codec,
+                out_topic,
+                writer_of,
+            )
+            records = batch.records
             await in_flight.add(events, ctx.confirm(await ctx.send_batch(records), len(records)))
-            m.records_in.labels("normalise").inc(len(events))
-            for outcome, count in outcomes.items():
-                m.raw_records.labels(outcome).inc(count)
-            m.records_out.labels("normalise").inc(sum(r[0] == out_topic for r in records))
-            m.stage_seconds.labels("normalise").observe(time.perf_counter() - started)
+            batch.count(ctx.metrics, time.perf_counter() - started)
 
     return agent
 
@@ -232,18 +180,13 @@ def dispatch_agent(ctx: StageContext, table: Any) -> Agent:
         ctx.send_batch, lambda member_id: member_topic(settings, member_id), format_for
     )
 
-    def sighting(event: Any, alert: Alert) -> tuple[Seen, Verdict]:
-        """The dedup window after this sighting, and whether to forward it."""
+    def sighting(events: list[Any], i: int, alert: Alert) -> tuple[Seen, Verdict]:
+        """The dedup window after the i-th event's sighting, and whether to forward it."""
+        event = events[i]
         message = event.message
         with table_event(event):
             stored = table.get(message.key)
-            seen, verdict = observe(
-                Seen.from_bytes(stored) if stored else None,
-                to_us(alert["time_observation"]),
-                (message.partition, message.offset),
-                window_us,
-                SEVERITY_RANK[alert["severity"]],
-            )
+            seen, verdict = observe_alert(stored, alert, (message.partition, message.offset), window_us)
             if verdict is not Verdict.REPLAY:
                 table[message.key] = seen.to_bytes()
         return seen, verdict
@@ -252,88 +195,30 @@ def dispatch_agent(ctx: StageContext, table: Any) -> Agent:
         await ctx.directory_ready()
         in_flight = InFlight()
         async for events in ctx.batches(stream):
-            clock = time.perf_counter
-            started = clock()
-            index, rules, asn = ctx.directory.index, ctx.directory.rules, ctx.directory.asn
-            records: list[Record] = []
-            deliveries: list[Delivery] = []
-            spent = {"dedupe": 0.0, "enrich": 0.0, "route": 0.0}
-            updates = 0
-            for event in events:
-                t0 = clock()
-                alert = codec.decode(event.message.value)
-                seen, verdict = sighting(event, alert)
-                t1 = clock()
-                spent["dedupe"] += t1 - t0
-                if not verdict.forwarded:
-                    continue
-                updates += verdict is Verdict.UPDATE
-                alert = enrich(stamp(alert, seen), index)
-                asn.enrich(alert)
-                effects = rules.apply(alert)
-                records.append((enriched_topic, event.message.key, codec.encode(alert), []))
-                t2 = clock()
-                spent["enrich"] += t2 - t1
-                count_effects(m, effects)
-                if effects.suppressed_by:
-                    continue  # on a warning list whole: kept in the audit stream, sent to nobody
-                deliveries += [Delivery(d.member_id, d.rule, alert) for d in route(alert, index)]
-                spent["route"] += clock() - t2
-            audit = await ctx.send_batch(records)
-            forwarded = len(records)
-            m.records_in.labels("dedupe").inc(len(events))
-            m.records_out.labels("dedupe").inc(forwarded)
-            m.duplicates.inc(len(events) - forwarded)
-            m.updates.inc(updates)
-            m.records_in.labels("enrich").inc(forwarded)
-            m.records_out.labels("enrich").inc(forwarded)
-            m.records_in.labels("route").inc(forwarded)
-            for stage, seconds in spent.items():
-                m.stage_seconds.labels(stage).observe(seconds)
-            await in_flight.add(events, complete(audit, records, deliveries))
-            log.debug("Dispatched %d events in %.3fs", len(events), clock() - started)
+            started = time.perf_counter()
+            view = ctx.directory
+            batch = dispatch_batch(
+                [event.message for event in events],
+                functools.partial(sighting, events),
+                codec,
+                enriched_topic,
+                view.index,
+                view.rules,
+                view.asn,
+            )
+            audit = await ctx.send_batch(batch.records)
+            batch.count(m)
+            await in_flight.add(events, complete(audit, batch.records, batch.deliveries))
+            log.debug("Dispatched %d events in %.3fs", len(events), time.perf_counter() - started)
 
     async def complete(
         audit: asyncio.Future[list[Refused]], records: list[Record], deliveries: list[Delivery]
     ) -> None:
         await deliver(connector, deliveries)
         await ctx.confirm(audit, len(records))
-        m.records_out.labels("route").inc(len(deliveries))
         observe_deliveries(m, deliveries)
 
     return agent
-
-
-def count_effects(m: Metrics, effects: Effects) -> None:
-    """Count what the enrichment rules did to one alert, by rule."""
-    for name, removed in effects.removed.items():
-        m.rule_effects.labels(name, "indicator-removed").inc(removed)
-    for name, effect in (
-        (effects.suppressed_by, "suppressed"),
-        (effects.downgraded_by, "downgraded"),
-        (effects.raised_by, "raised"),
-        (effects.rule, "severity-set"),
-    ):
-        if name:
-            m.rule_effects.labels(name, effect).inc()
-
-
-def observe_deliveries(m: Metrics, deliveries: list[Delivery]) -> None:
-    """Routed counts per rule kind and end-to-end latency: one metric update per rule and per
-    alert, not per delivery (an alert's deliveries share its latency)."""
-    kinds: collections.Counter[str] = collections.Counter()
-    for rule, count in collections.Counter(map(_rule_of, deliveries)).items():
-        kinds[rule.partition(":")[0]] += count
-    for kind, count in kinds.items():
-        m.routed.labels(kind).inc(count)
-    now = time.time()
-    alerts = {id(d.alert): d.alert for d in deliveries}
-    for key, count in collections.Counter(map(id, map(_alert_of, deliveries))).items():
-        observe_many(m.latency_seconds, now - alerts[key]["time_observation"].timestamp(), count)
-
-
-_rule_of = operator.attrgetter("rule")
-_alert_of = operator.attrgetter("alert")
 
 
 async def deliver(connector: MemberTopicConnector, deliveries: list[Delivery]) -> None:

@@ -23,7 +23,7 @@ from enum import Enum
 
 import orjson
 
-from pipeline.alert import Alert
+from pipeline.alert import SEVERITY_RANK, Alert
 
 _EPOCH_US = 1_000_000
 
@@ -140,6 +140,19 @@ def observe(
         origin if worse else seen.update_origin,
     )
     return updated, Verdict.UPDATE if worse else Verdict.DUPLICATE
+
+
+def observe_alert(
+    stored: bytes | None, alert: Alert, origin: tuple[int, int], window_us: int
+) -> tuple[Seen, Verdict]:
+    """`observe` for an alert read at `origin` (partition, offset), against the stored window."""
+    return observe(
+        Seen.from_bytes(stored) if stored else None,
+        to_us(alert["time_observation"]),
+        origin,
+        window_us,
+        SEVERITY_RANK[alert["severity"]],
+    )
 
 
 def stamp(alert: Alert, seen: Seen) -> Alert:

@@ -36,6 +36,7 @@ class Metrics:
     ready: Gauge
     consumer_lag: Gauge
     dedup_keys: Gauge
+    transactions: Counter
     build: Info
 
 
@@ -125,6 +126,13 @@ def create_metrics(registry: CollectorRegistry, version: str = "") -> Metrics:
         dedup_keys=Gauge(
             "cwn_dedup_keys",
             "Fingerprints in this worker's part of the dedup table (RocksDB's estimate).",
+            registry=registry,
+        ),
+        transactions=Counter(
+            "cwn_transactions_total",
+            "Kafka transactions of a stage (exactly-once processing only), by outcome: committed, "
+            "or aborted (the batch is read again and its state changes dropped).",
+            ["stage", "outcome"],
             registry=registry,
         ),
         build=Info("cwn_build", "Version of the running pipeline.", registry=registry),

@@ -8,6 +8,7 @@ error that names it, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -55,6 +56,19 @@ class Settings(BaseSettings):
         le=300,
         description="How long the group waits for a silent worker before moving its partitions; "
         "after SIGKILL, a restarted worker waits this long before it gets them back.",
+    )
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once",
+        description="at_least_once: Faust agents, a crash may repeat a batch's writes. exactly_once: "
+        "each stage reads, writes and commits in Kafka transactions (see pipeline.transactional); "
+        "readers that read committed records see every output once.",
+    )
+    instance: str = Field(
+        default_factory=socket.gethostname,
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="This worker's stable name (the pod's name); exactly-once transactional ids are "
+        "made from it, so a restarted worker aborts what its predecessor left open. Two live "
+        "workers must not share it.",
     )
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 disables /metrics.")
     log_level: Literal["debug", "info", "warn", "error"] = "warn"

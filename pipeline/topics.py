@@ -36,6 +36,11 @@ def dedup_changelog(settings: Settings) -> str:
     return f"{settings.group_id}-dedupe-changelog"
 
 
+def dedup_eos_changelog(settings: Settings) -> str:
+    """The exactly-once dedup state's changelog (`pipeline.transactional`), under the same prefix."""
+    return f"{settings.group_id}-dedupe-eos-changelog"
+
+
 def member_topic(settings: Settings, member_id: str) -> str:
     """The topic one member reads its deliveries from."""
     return settings.topic(DELIVER_PREFIX + member_id)
@@ -65,6 +70,7 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         # Created with the others rather than left to Faust: a worker that starts while the
         # broker is slow to create it finds it missing, and its dispatch agent stops for good.
         TopicSpec(dedup_changelog(settings), p, {"cleanup.policy": "compact"}),
+        TopicSpec(dedup_eos_changelog(settings), p, {"cleanup.policy": "compact"}),
     ]
 
 

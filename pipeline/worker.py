@@ -1,24 +1,28 @@
-"""Runs one pipeline worker: metrics endpoint, directory view, and the Faust app."""
+"""Runs one pipeline worker: metrics endpoint, directory view, and the Faust app (at least once) or
+the transactional loops (exactly once)."""
 
 from __future__ import annotations
 
 import faulthandler
 import logging
 import signal
+import threading
 
 import faust
 from prometheus_client import CollectorRegistry, start_http_server
 
 from pipeline import __version__
+from pipeline.agents import fatal
 from pipeline.app import create_app
 from pipeline.control import DirectoryView
 from pipeline.kafka import list_topics
 from pipeline.lag import LagMonitor
-from pipeline.metrics import create_metrics
+from pipeline.metrics import Metrics, create_metrics
 from pipeline.process import settle_heap, start_process
 from pipeline.producer import AsyncProducer
 from pipeline.settings import Settings
 from pipeline.topics import NORMALISED, RAW
+from pipeline.transactional import run_loops, stage_loops
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,13 @@ def run_worker(settings: Settings) -> None:
     directory.start()
     inputs = [settings.topic(RAW), settings.topic(NORMALISED)]
     lag = LagMonitor(settings, settings.group_id, lambda: inputs, metrics.consumer_lag).start()
+    if settings.processing_guarantee == "exactly_once":
+        try:
+            _run_transactional(settings, metrics, directory)
+        finally:
+            lag.stop()
+            directory.stop()
+        return
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     producers = (AsyncProducer(settings), AsyncProducer(settings))
     partner_topics = list_topics(settings, settings.topic(RAW) + ".")
@@ -61,3 +72,24 @@ def run_worker(settings: Settings) -> None:
             producer.close()
         lag.stop()
         directory.stop()
+
+
+def _run_transactional(settings: Settings, metrics: Metrics, directory: DirectoryView) -> None:
+    """Both stages as transactional loops (`pipeline.transactional`), until SIGTERM or SIGINT."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    loops = stage_loops(settings, metrics, directory)
+
+    def report_readiness() -> None:
+        while not stop.wait(0.5):
+            ready = directory.wait_ready(0) and all(loop.ready.is_set() for loop in loops)
+            metrics.ready.set(1 if ready else 0)
+
+    threading.Thread(target=report_readiness, name="readiness", daemon=True).start()
+    # Neither stage starts before the directory and the feed registry are read in full.
+    while not directory.wait_ready(0.5):
+        if stop.is_set():
+            return
+    settle_heap()
+    run_loops(loops, stop, fatal)

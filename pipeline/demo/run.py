@@ -41,7 +41,7 @@ class Worker:
     def __init__(self, settings: Settings, name: str, metrics_port: int, log_dir: Path) -> None:
         self.settings = settings.model_copy(
             update={"data_dir": settings.state_dir / "workers" / f"{settings.namespace}-{name}",
-                    "metrics_port": metrics_port}
+                    "metrics_port": metrics_port, "instance": f"{settings.instance}-{name}"}
         )  # fmt: skip
         self.name = name
         self.log_path = log_dir / f"worker-{settings.namespace}-{name}.log"

@@ -31,6 +31,7 @@ from pipeline.topics import (
     RECEIPTS,
     SUBSCRIPTIONS,
     dedup_changelog,
+    dedup_eos_changelog,
     member_topic,
     member_topic_prefix,
     partner_raw_topic,
@@ -90,11 +91,14 @@ def worker_grants(settings: Settings) -> list[Grant]:
     # Faust's own topics (the dedup changelog, its assignor's topic) start with the group id.
     internal = f"{settings.group_id}-"
     assert dedup_changelog(settings).startswith(internal)
+    assert dedup_eos_changelog(settings).startswith(internal)
     ops = ("CREATE", "READ", "WRITE", "DESCRIBE")
     grants += [Grant(user, "topic", internal, op, prefixed=True) for op in ops]
     grants += [
         Grant(user, "topic", member_topic_prefix(settings), op, prefixed=True) for op in ("WRITE", "DESCRIBE")
     ]
+    # Exactly-once processing: the stages' transactional ids start with the group id too.
+    grants += [Grant(user, "transactional_id", internal, op, prefixed=True) for op in ("WRITE", "DESCRIBE")]
     return grants
 
 
