@@ -7,7 +7,7 @@ are given in one place.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
@@ -214,12 +214,21 @@ def read_topics(
 ) -> list[Any]:
     """Read every committed record of the given topics from the beginning (or from the offsets
     in `start`) to their current end."""
+    return list(iter_topics(settings, topics, timeout, start))
+
+
+def iter_topics(
+    settings: Settings,
+    topics: list[str],
+    timeout: float = 60.0,
+    start: dict[tuple[str, int], int] | None = None,
+) -> Iterator[Any]:
+    """`read_topics`, one record at a time (for counting without keeping them)."""
     if not topics:
-        return []
+        return
     consumer = make_reader(settings)
     try:
         remaining = assign_from_start(consumer, topics, watermarks(settings, topics), start)
-        records = []
         deadline = time.monotonic() + timeout
         while remaining:
             if time.monotonic() > deadline:
@@ -230,8 +239,7 @@ def read_topics(
                         remaining.discard((message.topic(), message.partition()))
                         continue
                     raise KafkaException(message.error())
-                records.append(message)
-        return records
+                yield message
     finally:
         consumer.close()
 
@@ -258,8 +266,17 @@ def watermarks(
 
 
 def count_records(settings: Settings, topics: list[str]) -> dict[str, int]:
-    """Number of records in each topic, by watermark offsets (exact without transactions)."""
+    """Number of records in each topic, by watermark offsets (exact without transactions: each
+    transaction also takes an offset per partition it wrote, for its marker)."""
     counts = dict.fromkeys(topics, 0)
     for (topic, _), (low, high) in watermarks(settings, topics).items():
         counts[topic] += high - low
+    return counts
+
+
+def count_committed(settings: Settings, topics: list[str], timeout: float = 300.0) -> dict[str, int]:
+    """Number of committed records in each topic, by reading them (exact with transactions)."""
+    counts = dict.fromkeys(topics, 0)
+    for message in iter_topics(settings, topics, timeout):
+        counts[message.topic()] += 1
     return counts

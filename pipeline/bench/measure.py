@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from pipeline.kafka import make_reader, read_topics, watermarks
 from pipeline.settings import Settings
@@ -43,22 +43,38 @@ def _partitions(settings: Settings, topics: Iterable[str]) -> list[tuple[TopicPa
     ]
 
 
-def _one_each(consumer: Consumer, assignment: list[TopicPartition], timeout: float) -> list[float]:
-    """The timestamp of the record at each assigned offset (one record per partition)."""
+_TAIL = 32
+
+
+def _edge_each(
+    consumer: Consumer, assignment: list[TopicPartition], first: bool, timeout: float
+) -> list[float]:
+    """Per assigned partition, the timestamp of the first record read from its offset, or (not
+    `first`) of the last one before its end."""
     consumer.assign(assignment)
-    wanted = {(tp.topic, tp.partition): tp.offset for tp in assignment}
+    wanted = {(tp.topic, tp.partition) for tp in assignment}
+    latest: dict[tuple[str, int], float] = {}
     stamps: list[float] = []
     deadline = time.monotonic() + timeout
     while wanted:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{len(wanted)} partitions did not return their record in time")
         for message in consumer.consume(1000, timeout=1.0):
-            if message.error():
-                raise KafkaException(message.error())
             key = (message.topic(), message.partition())
-            if wanted.get(key) == message.offset():
-                del wanted[key]
-                stamps.append(message.timestamp()[1] / 1000)
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(error)
+                if key in wanted:  # at its end: the last record seen (none: only markers left)
+                    wanted.discard(key)
+                    stamps.extend([latest[key]] if key in latest else [])
+                continue
+            if key not in wanted:
+                continue
+            latest[key] = message.timestamp()[1] / 1000
+            if first:
+                wanted.discard(key)
+                stamps.append(latest[key])
                 consumer.pause([TopicPartition(*key)])
     return stamps
 
@@ -74,13 +90,15 @@ def span(settings: Settings, first_of: Sequence[str], last_of: Sequence[str], ti
 
 def _edge_stamps(settings: Settings, topics: Sequence[str], first: bool, timeout: float) -> list[float]:
     # A fresh consumer each time: librdkafka keeps a partition paused across assignments.
-    consumer = make_reader(settings, **{"enable.partition.eof": False})
+    consumer = make_reader(settings, **{"enable.partition.eof": True})
     try:
+        # The last few offsets, not just the last: under transactions the last offsets hold
+        # commit markers, which readers never see.
         edges = [
-            TopicPartition(tp.topic, tp.partition, low if first else high - 1)
+            TopicPartition(tp.topic, tp.partition, low if first else max(low, high - _TAIL))
             for tp, low, high in _partitions(settings, topics)
         ]
-        return _one_each(consumer, edges, timeout)
+        return _edge_each(consumer, edges, first, timeout)
     finally:
         consumer.close()
 

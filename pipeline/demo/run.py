@@ -28,7 +28,14 @@ from pydantic import SecretStr
 
 from pipeline.demo.feed import FeedRecord
 from pipeline.directory import Directory
-from pipeline.kafka import count_records, delete_topics, list_topics, make_producer, read_topics
+from pipeline.kafka import (
+    count_committed,
+    count_records,
+    delete_topics,
+    list_topics,
+    make_producer,
+    read_topics,
+)
 from pipeline.routing import RoutingIndex, route
 from pipeline.serde import alert_codec
 from pipeline.settings import Settings
@@ -235,7 +242,9 @@ def snapshot(settings: Settings, workers: Sequence[Worker], topics: list[str]) -
     """Counts from the broker's offsets and the workers' metrics (cheap; polled while running)."""
     names = {k: settings.topic(k) for k in (RAW, NORMALISED, DEADLETTER, ENRICHED)}
     partners = list_topics(settings, settings.topic(RAW) + ".")
-    counts = count_records(settings, [*names.values(), *partners, *topics])
+    # Under exactly-once, offsets also hold commit markers: count what readers see instead.
+    exact = settings.processing_guarantee == "exactly_once"
+    counts = (count_committed if exact else count_records)(settings, [*names.values(), *partners, *topics])
     metrics: dict[str, float] = {}
     for worker in workers:
         for key, value in worker.scrape().items():
@@ -277,6 +286,9 @@ def wait_settled(
     """Poll until every stage has caught up (stable twice in a row) or the timeout passes."""
     topics = member_topics(settings)
     deadline = time.monotonic() + timeout
+    if settings.processing_guarantee == "exactly_once":
+        # Counting committed records means reading them all: wait on the workers' counters first.
+        _wait_counters_quiet(workers, expected_ingested, deadline)
     previous = None
     while True:
         counts = snapshot(settings, workers, topics)
@@ -291,6 +303,26 @@ def wait_settled(
         time.sleep(0.5)
     counts.expected_deliveries = expected_deliveries(settings, directory)
     return counts
+
+
+def _wait_counters_quiet(workers: Sequence[Worker], expected_ingested: int, deadline: float) -> None:
+    """Until the workers have read `expected_ingested` raw records, dispatched every alert they
+    normalised, and their counters stand still for a poll (they count committed batches only)."""
+    previous = None
+    while time.monotonic() < deadline:
+        metrics: dict[str, float] = {}
+        for worker in workers:
+            for key, value in worker.scrape().items():
+                metrics[key] = metrics.get(key, 0) + value
+        now = (
+            metrics.get('cwn_records_in_total{stage="normalise"}', 0),
+            metrics.get('cwn_records_out_total{stage="normalise"}', 0),
+            metrics.get('cwn_records_in_total{stage="dedupe"}', 0),
+        )
+        if now[0] >= expected_ingested and now[1] == now[2] and now == previous:
+            return
+        previous = now
+        time.sleep(0.5)
 
 
 def cleanup_namespace(settings: Settings, prefix: str) -> None:

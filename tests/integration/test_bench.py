@@ -44,3 +44,7 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
         report["faust_passthrough"] / report["raw_aiokafka"], abs=1e-3
     )
     assert report["r_fanout"] == pytest.approx(pipeline["deliveries_per_s"] / report["raw_fanout"], abs=1e-3)
+    eos = report["pipeline_eos"]
+    assert eos["counts"] == counts, "exactly once, the same corpus gives the same committed counts"
+    assert eos["alerts_per_s"] > 0 and eos["cpu_seconds_per_1000_alerts"] > 0
+    assert report["r_eos"] == pytest.approx(eos["alerts_per_s"] / pipeline["alerts_per_s"], abs=1e-3)
