@@ -127,6 +127,9 @@ class Runner:
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": int(self.settings.session_timeout_seconds * 1000),
                 "topic.metadata.refresh.interval.ms": 5000,
+                # Exactly-once workers write member topics in transactions: never deliver a
+                # record of a batch that was aborted (librdkafka's default, stated here).
+                "isolation.level": "read_committed",
             }
         )
         self._producer = AsyncProducer(self.settings)

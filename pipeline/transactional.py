@@ -297,6 +297,7 @@ class TransactionalLoop:
         producer.abort_transaction(_TIMEOUT)
         if self.state is not None:
             self.state.abort()
+        time.sleep(min(5.0, 0.1 * 2**self._aborts))  # a broker restarting: give it time
         self.metrics.transactions.labels(self.stage, "aborted").inc()
         for position in first_offsets(messages):
             try:

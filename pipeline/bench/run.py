@@ -40,7 +40,7 @@ from pipeline.directory import Directory, generate_members
 from pipeline.kafka import count_records, ensure_topics, make_producer
 from pipeline.serde import alert_codec
 from pipeline.settings import Settings
-from pipeline.topics import NORMALISED, RAW, TopicSpec, dedup_changelog, pipeline_topics
+from pipeline.topics import NORMALISED, RAW, TopicSpec, dedup_changelog, dedup_eos_changelog, pipeline_topics
 
 BENCH_PREFIX = "bench-"
 SOURCE, TARGET = "bench.source", "bench.target"
@@ -165,14 +165,14 @@ def pipeline_run(
 def pipeline_eos_run(
     base: Settings,
     directory: Directory,
+    feed: SampleFeed,
     records: Sequence[FeedRecord],
-    workers: int,
-    timeout: float,
+    options: BenchOptions,
     say: Say,
 ) -> dict[str, Any]:
-    """`pipeline_run` with exactly-once processing, on a namespace of its own: the same corpus,
-    members and feeds, the workers running both stages in Kafka transactions. Counts are of
-    committed records, as a reader that reads committed records sees them."""
+    """`pipeline_run` and the latency levels with exactly-once processing, on a namespace of its
+    own: the same corpus, members and feeds, the workers running both stages in Kafka
+    transactions. Counts are of committed records, as a reader of committed records sees them."""
     settings = base.model_copy(
         update={"namespace": f"{base.namespace}-eos", "processing_guarantee": "exactly_once"}
     )
@@ -180,11 +180,45 @@ def pipeline_eos_run(
         ensure_topics(settings, pipeline_topics(settings))
         publish_members(settings, directory)
         publish_feeds(settings, demo_feeds())
-        with running_workers(settings, workers, "bench-eos") as started:
+        with running_workers(settings, options.workers, "bench-eos") as workers:
             say(f"pipeline_eos: {len(records)} alerts...")
-            return pipeline_run(settings, started, directory, records, timeout)
+            result = pipeline_run(settings, workers, directory, records, options.timeout)
+            result["latency_ms"] = latency_levels(
+                settings, workers, directory, feed, result["alerts_per_s"], len(records), options, say
+            )
+            pids = [w.process.pid for w in workers if w.process]
+            result["peak_rss_bytes"] = max(map(measure.peak_rss_bytes, pids))
+            # The state lives in memory: a restarted worker always reads its changelog whole.
+            say(f"recovery_eos: SIGKILL with {options.recovery_keys} dedup keys to read back...")
+            prefill_changelog(settings, options.recovery_keys, dedup_eos_changelog(settings))
+            seconds = _kill_and_time(settings, workers[0], feed, options.timeout)
+            process = workers[0].process
+            assert process is not None
+            result["recovery"] = {
+                "keys": options.recovery_keys,
+                "seconds_rebuilding_from_changelog": seconds,
+                "peak_rss_bytes_after": measure.peak_rss_bytes(process.pid),
+            }
+            return result
     finally:
         cleanup_namespace(settings, settings.namespace + ".")
+
+
+def latency_levels(
+    settings: Settings, workers: Sequence[Worker], directory: Directory, feed: SampleFeed, throughput: float,
+    ingested: int, options: BenchOptions, say: Say,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """`latency_at` each of the options' loads, as shares of `throughput`, one after another."""
+    latency = {}
+    for load in options.loads:
+        say(f"latency at {load:.0%} of {throughput} alerts/s for {options.latency_seconds}s...")
+        level = latency_at(
+            settings, workers, directory, feed, throughput * load, options.latency_seconds,
+            ingested, options.timeout,
+        )  # fmt: skip
+        ingested += level.pop("alerts")
+        latency[f"{round(load * 100)}%"] = level
+    return latency
 
 
 def open_loop(settings: Settings, records: Sequence[FeedRecord], rate: float) -> dict[str, float]:
@@ -251,13 +285,13 @@ def latency_at(
     }
 
 
-def prefill_changelog(settings: Settings, keys: int) -> None:
-    """Write `keys` dedup entries to the table's changelog, as a worker that has seen that many
-    fingerprints would have; partitioned like the normalised stream (murmur2 of the key)."""
+def prefill_changelog(settings: Settings, keys: int, topic: str = "") -> None:
+    """Write `keys` dedup entries to the table's changelog (or `topic`), as a worker that has seen
+    that many fingerprints would have; partitioned like the normalised stream (murmur2 of the key)."""
     from pipeline.dedupe import Seen
 
     producer = make_producer(settings, **{"linger.ms": 50})
-    topic = dedup_changelog(settings)
+    topic = topic or dedup_changelog(settings)
     now = int(time.time() * 1_000_000)
     for n in range(keys):
         value = Seen(now, now, 1, (0, n)).to_bytes()
@@ -356,17 +390,9 @@ def run_bench(base: Settings, options: BenchOptions, say: Say) -> dict[str, Any]
                 say(f"pipeline: {len(records)} alerts...")
                 result["pipeline"] = pipeline_run(settings, workers, directory, records, options.timeout)
                 throughput = result["pipeline"]["alerts_per_s"]
-                ingested = len(records)
-                latency = {}
-                for load in options.loads:
-                    say(f"latency at {load:.0%} of {throughput} alerts/s for {options.latency_seconds}s...")
-                    level = latency_at(
-                        settings, workers, directory, feed, throughput * load, options.latency_seconds,
-                        ingested, options.timeout,
-                    )  # fmt: skip
-                    ingested += level.pop("alerts")
-                    latency[f"{round(load * 100)}%"] = level
-                result["latency_ms"] = latency
+                result["latency_ms"] = latency_levels(
+                    settings, workers, directory, feed, throughput, len(records), options, say
+                )
                 pids = [w.process.pid for w in workers if w.process]
                 result["peak_rss_bytes"] = {"pipeline_worker": max(map(measure.peak_rss_bytes, pids))}
                 say(f"recovery: SIGKILL with {options.recovery_keys} dedup keys to replay...")
@@ -375,9 +401,7 @@ def run_bench(base: Settings, options: BenchOptions, say: Say) -> dict[str, Any]
                 )
             writes = result["pipeline"]["deliveries"]
             result["raw_fanout"] = fanout_baseline(settings, directory, records, writes, say)
-            result["pipeline_eos"] = pipeline_eos_run(
-                settings, directory, records, options.workers, options.timeout, say
-            )
+            result["pipeline_eos"] = pipeline_eos_run(settings, directory, feed, records, options, say)
         finally:
             cleanup_namespace(settings, settings.namespace + ".")
     say(f"dedup state: writing {options.state_keys} keys...")
@@ -386,5 +410,6 @@ def run_bench(base: Settings, options: BenchOptions, say: Say) -> dict[str, Any]
     result["r_pipeline"] = round(result["pipeline"]["alerts_per_s"] / result["raw_confluent"], 3)
     result["r_framework"] = round(result["faust_passthrough"] / result["raw_aiokafka"], 3)
     result["r_fanout"] = round(result["pipeline"]["deliveries_per_s"] / result["raw_fanout"], 3)
+    result["r_pipeline_eos"] = round(result["pipeline_eos"]["alerts_per_s"] / result["raw_confluent"], 3)
     result["r_eos"] = round(result["pipeline_eos"]["alerts_per_s"] / result["pipeline"]["alerts_per_s"], 3)
     return result

@@ -48,3 +48,10 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
     assert eos["counts"] == counts, "exactly once, the same corpus gives the same committed counts"
     assert eos["alerts_per_s"] > 0 and eos["cpu_seconds_per_1000_alerts"] > 0
     assert report["r_eos"] == pytest.approx(eos["alerts_per_s"] / pipeline["alerts_per_s"], abs=1e-3)
+    assert set(eos["latency_ms"]) == {"25%", "50%", "80%"}
+    for level in eos["latency_ms"].values():
+        assert level["deliveries"] > 0
+        assert 0 < level["p50"] <= level["p99"] <= level["p99.9"]
+    assert eos["peak_rss_bytes"] > 0
+    assert eos["recovery"]["keys"] == 20000 and eos["recovery"]["seconds_rebuilding_from_changelog"] > 0
+    assert report["r_pipeline_eos"] == pytest.approx(eos["alerts_per_s"] / report["raw_confluent"], abs=1e-3)
