@@ -260,7 +260,9 @@ class TransactionalLoop:
         return batch
 
     def _transact(self, consumer: Consumer, producer: Producer, messages: list[Polled]) -> None:
+        t0 = time.perf_counter()
         step = self.work(messages)
+        t1 = time.perf_counter()
         producer.begin_transaction()
         try:
             produce = producer.produce
@@ -271,8 +273,16 @@ class TransactionalLoop:
                 for partition, key, value in self.state.changes():
                     _produce(producer, produce, changelog, key, value, None, partition)
             offsets = next_offsets(messages)
+            t2 = time.perf_counter()
             producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), _TIMEOUT)
+            t3 = time.perf_counter()
             _commit(producer)
+            t4 = time.perf_counter()
+            log.debug(
+                "%s: %d in, %d out; work %.1f ms, produce %.1f ms, offsets %.1f ms, commit %.1f ms",
+                *(self.stage, len(messages), len(step.records)),
+                *((b - a) * 1000 for a, b in ((t0, t1), (t1, t2), (t2, t3), (t3, t4))),
+            )
         except KafkaException as exc:
             error = exc.args[0]
             if not error.txn_requires_abort():
