@@ -34,7 +34,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from connectors.core import Outcome
 from connectors.member_topic import MemberRecords
 from pipeline.control import DirectoryView
-from pipeline.dedupe import Verdict, observe_alert
+from pipeline.dedupe import Seen, Verdict, observe_alert
 from pipeline.kafka import client_config, make_producer, make_reader
 from pipeline.metrics import Metrics
 from pipeline.normalise import Limits
@@ -102,31 +102,47 @@ class ChangelogState:
     """Key -> bytes state per input partition, in memory, backed by a compacted changelog whose
     partition p holds the state of input partition p.
 
-    `put` keeps a change pending and `changes` gives it to the transaction as a changelog
-    record; `commit` folds pending changes in once the transaction committed, `abort` drops
-    them. `get` sees pending changes, so a batch sees its own earlier records.
+    `put` and `delete` keep a change pending and `changes` gives it to the transaction as a
+    changelog record (a tombstone for a deletion); `commit` folds pending changes in once the
+    transaction committed, `abort` drops them. `get` sees pending changes, so a batch sees its
+    own earlier records.
     """
 
     def __init__(self, settings: Settings, topic: str) -> None:
         self._settings = settings
         self.topic = topic
         self._partitions: dict[int, dict[bytes, bytes]] = {}
-        self._pending: dict[tuple[int, bytes], bytes] = {}
+        self._pending: dict[tuple[int, bytes], bytes | None] = {}  # None: deleted
 
     def get(self, partition: int, key: bytes) -> bytes | None:
-        value = self._pending.get((partition, key))
-        return value if value is not None else self._partitions[partition].get(key)
+        pending = self._pending.get((partition, key), _NOT_PENDING)
+        if pending is not _NOT_PENDING:
+            return pending  # type: ignore[return-value]
+        return self._partitions[partition].get(key)
 
     def put(self, partition: int, key: bytes, value: bytes) -> None:
         self._pending[(partition, key)] = value
 
-    def changes(self) -> list[tuple[int, bytes, bytes]]:
+    def delete(self, partition: int, key: bytes) -> None:
+        self._pending[(partition, key)] = None
+
+    def pending(self, partition: int, key: bytes) -> bool:
+        return (partition, key) in self._pending
+
+    def changes(self) -> list[tuple[int, bytes, bytes | None]]:
         return [(p, k, v) for (p, k), v in self._pending.items()]
 
     def commit(self) -> None:
         for (p, k), v in self._pending.items():
-            self._partitions[p][k] = v
+            if v is None:
+                self._partitions[p].pop(k, None)
+            else:
+                self._partitions[p][k] = v
         self._pending.clear()
+
+    def committed(self, partition: int) -> dict[bytes, bytes]:
+        """The committed state of one partition (empty when it is not held here)."""
+        return self._partitions.get(partition, {})
 
     def abort(self) -> None:
         self._pending.clear()
@@ -174,6 +190,41 @@ class ChangelogState:
             reader.close()
         self._partitions.update(tables)
         return read
+
+
+_NOT_PENDING = object()
+
+
+class Sweep:
+    """Deletes state entries that `expired` says are over, a slice of `per_step` keys per step,
+    one partition after another, so a step's cost stays small however large the state.
+
+    An entry with a change pending in the batch is left alone: the batch's change wins.
+    """
+
+    def __init__(self, state: ChangelogState, expired: Callable[[bytes], bool], per_step: int = 1000) -> None:
+        self._state, self._expired, self._per_step = state, expired, per_step
+        self._partition = -1
+        self._keys: list[bytes] = []
+
+    def step(self) -> int:
+        """Look at the next slice of keys; returns how many were deleted (pending the commit)."""
+        if not self._keys:
+            held = sorted(self._state.partitions)
+            if not held:
+                return 0
+            later = [p for p in held if p > self._partition]
+            self._partition = later[0] if later else held[0]
+            self._keys = list(self._state.committed(self._partition))
+        partition, table = self._partition, self._state.committed(self._partition)
+        deleted = 0
+        for key in self._keys[-self._per_step :]:
+            value = table.get(key)
+            if value is not None and not self._state.pending(partition, key) and self._expired(value):
+                self._state.delete(partition, key)
+                deleted += 1
+        del self._keys[-self._per_step :]
+        return deleted
 
 
 @dataclass(frozen=True)
@@ -274,9 +325,10 @@ class TransactionalLoop:
                     _produce(producer, produce, changelog, key, value, None, partition)
             offsets = next_offsets(messages)
             t2 = time.perf_counter()
-            producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), _TIMEOUT)
+            metadata = consumer.consumer_group_metadata()
+            _retrying(lambda: producer.send_offsets_to_transaction(offsets, metadata, _TIMEOUT))
             t3 = time.perf_counter()
-            _commit(producer)
+            _retrying(lambda: producer.commit_transaction(_TIMEOUT))
             t4 = time.perf_counter()
             log.debug(
                 "%s: %d in, %d out; work %.1f ms, produce %.1f ms, offsets %.1f ms, commit %.1f ms",
@@ -360,16 +412,17 @@ def _produce(
             producer.poll(0.005)
 
 
-def _commit(producer: Producer) -> None:
-    """Commit, retrying while the client says the outcome is not known yet."""
+def _retrying(call: Callable[[], None]) -> None:
+    """Make a transactional call, again while the client says its outcome is not known yet (a
+    timeout): librdkafka documents such calls as safe to repeat."""
     while True:
         try:
-            producer.commit_transaction(_TIMEOUT)
+            call()
             return
         except KafkaException as exc:
             if not exc.args[0].retriable():
                 raise
-            log.warning("Committing a transaction again: %s", exc.args[0])
+            log.warning("Repeating a transactional call: %s", exc.args[0])
 
 
 def normalise_work(settings: Settings, metrics: Metrics, directory: DirectoryView) -> Work:
@@ -401,6 +454,12 @@ def dispatch_work(
 
     member_records = MemberRecords(lambda member_id: member_topic(settings, member_id), format_for)
 
+    def expired(value: bytes) -> bool:
+        # One window of grace: a sighting reported more than a window late may be taken for new.
+        return Seen.from_bytes(value).last_us < time.time() * 1_000_000 - 2 * window_us
+
+    sweep = Sweep(state, expired)
+
     def work(messages: list[Polled]) -> Step:
         def sighting(i: int, alert: Any) -> Any:
             message = messages[i]
@@ -414,6 +473,7 @@ def dispatch_work(
         batch = dispatch_batch(
             messages, sighting, codec, enriched_topic, directory.index, directory.rules, directory.asn
         )
+        sweep.step()  # the windows that closed long ago leave the state in the same transaction
         records, _, results = member_records(batch.deliveries)
         refused = next((r for r in results if r.outcome is not Outcome.DELIVERED), None)
         if refused is not None:

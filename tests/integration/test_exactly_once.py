@@ -12,15 +12,15 @@ from confluent_kafka import IsolationLevel, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
 from pipeline.demo.feed import FeedRecord, SampleFeed, demo_feeds
-from pipeline.demo.run import produce_feed, wait_settled
+from pipeline.demo.run import cleanup_namespace, produce_feed, wait_settled
 from pipeline.directory import Directory, generate_members
-from pipeline.kafka import make_admin, read_topics
+from pipeline.kafka import ensure_topics, make_admin, read_topics
 from pipeline.normalise import Limits, normalise
 from pipeline.serde import alert_codec
 from pipeline.settings import Settings
-from pipeline.topics import DEADLETTER, ENRICHED, NORMALISED, dedup_eos_changelog
+from pipeline.topics import DEADLETTER, ENRICHED, NORMALISED, dedup_eos_changelog, pipeline_topics
 from tests.integration.conftest import Pipeline
-from tests.integration.test_pipeline import delivered, expected_outcome
+from tests.integration.test_pipeline import delivered, expected_outcome, join_and_leave
 
 pytestmark = pytest.mark.integration
 
@@ -141,3 +141,26 @@ def test_sigkill_mid_stream_gives_no_duplicate(eos: Settings) -> None:
         assert again.scrape()["cwn_worker_ready"] == 1
     finally:
         pipeline.stop()
+
+
+def test_workers_join_and_leave_mid_stream(settings: Settings, pipeline: Pipeline) -> None:
+    """Scale out and back in while records flow, exactly once: a second worker joins a group
+    over 8 partitions (partitions move to it, their dedup state read back from its changelog),
+    then the first leaves. Every owed pair is on its member topic exactly once, and repeats of
+    alerts seen before the moves are dropped."""
+    settings = settings.model_copy(
+        update={
+            "partitions": 8,
+            "namespace": settings.namespace + "-e8",
+            "processing_guarantee": "exactly_once",
+        }
+    )
+    ensure_topics(settings, pipeline_topics(settings))
+    pipeline.settings = settings
+    try:
+        join_and_leave(settings, pipeline)
+        got = delivered(settings)
+        assert len(got) == len(set(got)), "a member received the same record twice"
+    finally:
+        pipeline.stop()
+        cleanup_namespace(settings, settings.namespace + ".")

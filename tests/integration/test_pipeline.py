@@ -15,7 +15,7 @@ from pipeline.demo.feed import BAD_FIELDS, FeedRecord, SampleFeed, demo_feeds
 from pipeline.demo.run import Worker, cleanup_namespace, member_topics, produce_feed, wait_settled
 from pipeline.directory import Directory, generate_members
 from pipeline.enrich import enrich
-from pipeline.kafka import count_records, ensure_topics, read_topics
+from pipeline.kafka import count_committed, count_records, ensure_topics, read_topics
 from pipeline.normalise import Limits, normalise
 from pipeline.routing import RoutingIndex, route
 from pipeline.serde import alert_codec
@@ -254,7 +254,8 @@ def wait_until_quiet(settings: Settings, worker: Worker, ingested: int, timeout:
     while quiet < 3:
         if time.monotonic() > deadline:
             raise TimeoutError("the pipeline did not settle")
-        counts = count_records(settings, topics)
+        exact = settings.processing_guarantee == "exactly_once"  # offsets also hold commit markers
+        counts = (count_committed if exact else count_records)(settings, topics)
         state = (counts, {k: v for k, v in worker.scrape().items() if k.startswith("cwn_records_")})
         done = counts[topics[0]] == ingested and counts[topics[1]] + counts[topics[3]] >= ingested
         quiet = quiet + 1 if done and state == previous else 0

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.settings import Settings
-from pipeline.transactional import ChangelogState, Polled, first_offsets, next_offsets
+from pipeline.transactional import ChangelogState, Polled, Sweep, first_offsets, next_offsets
 
 positions = st.lists(
     st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 3), st.integers(0, 10_000)), min_size=1, max_size=50
@@ -73,3 +73,47 @@ def test_only_partitions_kept_stay() -> None:
     state = state_with({0: {b"a": b"1"}, 1: {b"b": b"2"}, 2: {}})
     state.keep_only([1, 3])
     assert state.partitions == {1} and len(state) == 1
+
+
+def test_a_deletion_is_pending_until_commit_and_goes_out_as_a_tombstone() -> None:
+    state = state_with({0: {b"x": b"1", b"y": b"2"}})
+    state.delete(0, b"x")
+    assert state.get(0, b"x") is None and state.changes() == [(0, b"x", None)]
+    state.abort()
+    assert state.get(0, b"x") == b"1"
+    state.delete(0, b"x")
+    state.commit()
+    assert state.get(0, b"x") is None and len(state) == 1
+
+
+@given(
+    st.dictionaries(
+        st.tuples(st.integers(0, 3), st.binary(min_size=1, max_size=4)), st.integers(0, 100), max_size=80
+    ),
+    st.integers(1, 7),
+    st.sets(st.tuples(st.integers(0, 3), st.binary(min_size=1, max_size=4)), max_size=10),
+)
+def test_sweeping_deletes_exactly_the_expired_entries_left_alone_by_the_batch(
+    entries: dict[tuple[int, bytes], int], per_step: int, touched: set[tuple[int, bytes]]
+) -> None:
+    tables: dict[int, dict[bytes, bytes]] = {p: {} for p in range(4)}
+    for (partition, key), age in entries.items():
+        tables[partition][key] = str(age).encode()
+    state = state_with(tables)
+    for partition, key in touched:
+        state.put(partition, key, b"0")
+    sweep = Sweep(state, lambda value: int(value) >= 50, per_step)
+    steps = sum(-(-len(t) // per_step) for t in tables.values()) + 4
+    deleted = sum(sweep.step() for _ in range(steps))
+    expired = {k for k, age in entries.items() if age >= 50 and k not in touched}
+    assert deleted == len(expired)
+    assert {(p, k) for p, k, v in state.changes() if v is None} == expired
+    state.commit()
+    assert all(state.get(p, k) is None for p, k in expired)
+    assert all(state.get(p, k) is not None for p, k in set(entries) - expired)
+
+
+def test_a_sweep_step_looks_at_no_more_than_its_share() -> None:
+    state = state_with({0: {str(n).encode(): b"old" for n in range(10)}})
+    sweep = Sweep(state, lambda value: value == b"old", per_step=3)
+    assert [sweep.step() for _ in range(5)] == [3, 3, 3, 1, 0]
