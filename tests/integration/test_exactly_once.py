@@ -12,7 +12,7 @@ from confluent_kafka import IsolationLevel, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
 from pipeline.demo.feed import FeedRecord, SampleFeed, demo_feeds
-from pipeline.demo.run import cleanup_namespace, produce_feed, wait_settled
+from pipeline.demo.run import Worker, cleanup_namespace, produce_feed, wait_settled
 from pipeline.directory import Directory, generate_members
 from pipeline.kafka import ensure_topics, make_admin, read_topics
 from pipeline.normalise import Limits, normalise
@@ -164,3 +164,45 @@ def test_workers_join_and_leave_mid_stream(settings: Settings, pipeline: Pipelin
     finally:
         pipeline.stop()
         cleanup_namespace(settings, settings.namespace + ".")
+
+
+def test_windows_long_closed_leave_the_state_and_stay_out_after_a_restart(eos: Settings) -> None:
+    """With a one-second window, every sample alert (observed 10-60 minutes ago) is two windows
+    old as soon as it is stored: batches after it sweep it out, with a tombstone on the state's
+    changelog, and a restarted worker reads back only what is left."""
+    eos = eos.model_copy(update={"dedup_window_seconds": 1, "batch_size": 50})
+    pipeline = Pipeline(eos)
+    try:
+        directory = Directory(generate_members(40, seed=23))
+        pipeline.import_members(directory)
+        worker = pipeline.start_worker()
+        feed = SampleFeed(list(directory), seed=12, duplicate_ratio=0.0, bad_ratio=0.0,
+                          max_message_bytes=eos.max_message_bytes)  # fmt: skip
+        first = feed.records(300)
+        produce_feed(eos, first)
+        wait_dispatched(worker, len(first))
+        for n in range(12):  # later batches, each sweeping the next slice of one partition
+            produce_feed(eos, feed.records(20))
+            wait_dispatched(worker, len(first) + 20 * (n + 1))
+
+        last: dict[bytes, bytes | None] = {}
+        for message in read_topics(eos, [dedup_eos_changelog(eos)]):
+            last[message.key()] = message.value()
+        swept = {key.decode() for key, value in last.items() if value is None}
+        assert fingerprints_of(first) <= swept
+        kept = sum(value is not None for value in last.values())
+        assert worker.scrape()["cwn_dedup_keys"] == kept < len(last)
+
+        worker.stop()
+        pipeline.workers.remove(worker)
+        again = pipeline.start_worker()
+        assert again.scrape()["cwn_dedup_keys"] == kept
+    finally:
+        pipeline.stop()
+
+
+def wait_dispatched(worker: Worker, records: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while worker.scrape().get('cwn_records_in_total{stage="dedupe"}', 0) < records:
+        assert time.monotonic() < deadline, "the worker did not dispatch in time"
+        time.sleep(0.1)
