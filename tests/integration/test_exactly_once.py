@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -26,8 +27,20 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def eos(settings: Settings) -> Settings:
-    return settings.model_copy(update={"processing_guarantee": "exactly_once"})
+def eos_pipeline(settings: Settings) -> Iterator[Pipeline]:
+    pipeline = Pipeline(settings.model_copy(update={"processing_guarantee": "exactly_once"}))
+    yield pipeline
+    pipeline.stop()
+
+
+def members_and_feed(
+    pipeline: Pipeline, members: int, seed: int, **feed: float
+) -> tuple[Directory, SampleFeed]:
+    """A directory of `members`, imported, and a sample feed for it."""
+    directory = Directory(generate_members(members, seed=seed))
+    pipeline.import_members(directory)
+    limit = pipeline.settings.max_message_bytes
+    return directory, SampleFeed(list(directory), seed=seed, max_message_bytes=limit, **feed)
 
 
 def wait_delivered(settings: Settings, owed: int, timeout: float = 300) -> list[tuple[str, str, str]]:
@@ -64,83 +77,69 @@ def records_on(settings: Settings, name: str) -> list[bytes]:
     return [m.value() for m in read_topics(settings, [settings.topic(name)])]
 
 
-def test_each_pair_once_and_counts_balance(eos: Settings) -> None:
-    pipeline = Pipeline(eos)
-    try:
-        directory = Directory(generate_members(120, seed=21))
-        pipeline.import_members(directory)
-        worker = pipeline.start_worker()
-        feed = SampleFeed(list(directory), seed=4, duplicate_ratio=0.25, bad_ratio=0.02,
-                          max_message_bytes=eos.max_message_bytes)  # fmt: skip
-        records = feed.records(3000)
-        produce_feed(eos, records)
-        expected_pairs, expected_dead = expected_outcome(records, directory, eos)
+def test_each_pair_once_and_counts_balance(eos_pipeline: Pipeline) -> None:
+    pipeline, eos = eos_pipeline, eos_pipeline.settings
+    directory, feed = members_and_feed(pipeline, 120, seed=21, duplicate_ratio=0.25, bad_ratio=0.02)
+    worker = pipeline.start_worker()
+    records = feed.records(3000)
+    produce_feed(eos, records)
+    expected_pairs, expected_dead = expected_outcome(records, directory, eos)
 
-        counts = wait_settled(eos, [worker], directory, len(records), timeout=300)
-        assert counts.lost == 0 and counts.settled(), counts.as_dict()
-        assert counts.deliveries == counts.expected_deliveries == len(expected_pairs)
-        got = delivered(eos)
-        assert len(got) == len(set(got)), "a member received the same alert twice"
-        assert Counter((fp, member) for fp, member, _ in got) == Counter(expected_pairs)
+    counts = wait_settled(eos, [worker], directory, len(records), timeout=300)
+    assert counts.lost == 0 and counts.settled(), counts.as_dict()
+    assert counts.deliveries == counts.expected_deliveries == len(expected_pairs)
+    got = delivered(eos)
+    assert len(got) == len(set(got)), "a member received the same alert twice"
+    assert Counter((fp, member) for fp, member, _ in got) == Counter(expected_pairs)
 
-        normalised, enriched = records_on(eos, NORMALISED), records_on(eos, ENRICHED)
-        dead = records_on(eos, DEADLETTER)
-        assert len(normalised) + len(dead) == len(records)
-        assert len(dead) == sum(expected_dead.values())
-        metrics = worker.scrape()
-        assert metrics["cwn_duplicates_total"] == len(normalised) - len(enriched)
-        assert metrics['cwn_records_out_total{stage="route"}'] == len(expected_pairs)
-        assert metrics["cwn_end_to_end_latency_seconds_count"] == len(expected_pairs)
-        assert metrics['cwn_transactions_total{outcome="committed",stage="dispatch"}'] >= 1
-        assert metrics["cwn_dedup_keys"] == len(enriched)
-        # The dedup state's changelog holds each fingerprint's window, written with the outputs.
-        changelog = read_topics(eos, [dedup_eos_changelog(eos)])
-        assert {m.key() for m in changelog} == {
-            alert_codec().decode(v)["fingerprint"].encode() for v in enriched
-        }
-    finally:
-        pipeline.stop()
+    normalised, enriched = records_on(eos, NORMALISED), records_on(eos, ENRICHED)
+    dead = records_on(eos, DEADLETTER)
+    assert len(normalised) + len(dead) == len(records)
+    assert len(dead) == sum(expected_dead.values())
+    metrics = worker.scrape()
+    assert metrics["cwn_duplicates_total"] == len(normalised) - len(enriched)
+    assert metrics['cwn_records_out_total{stage="route"}'] == len(expected_pairs)
+    assert metrics["cwn_end_to_end_latency_seconds_count"] == len(expected_pairs)
+    assert metrics['cwn_transactions_total{outcome="committed",stage="dispatch"}'] >= 1
+    assert metrics["cwn_dedup_keys"] == len(enriched)
+    # The dedup state's changelog holds each fingerprint's window, written with the outputs.
+    changelog = read_topics(eos, [dedup_eos_changelog(eos)])
+    assert {m.key() for m in changelog} == {alert_codec().decode(v)["fingerprint"].encode() for v in enriched}
 
 
-def test_sigkill_mid_stream_gives_no_duplicate(eos: Settings) -> None:
+def test_sigkill_mid_stream_gives_no_duplicate(eos_pipeline: Pipeline) -> None:
     """A worker killed while batches are in flight: its successor (same instance name) aborts
     what was left open and goes on from the last commit. Readers of committed records see every
     owed pair once, and every alert normalised and enriched once."""
-    pipeline = Pipeline(eos)
-    try:
-        directory = Directory(generate_members(120, seed=22))
-        pipeline.import_members(directory)
-        feed = SampleFeed(list(directory), seed=6, duplicate_ratio=0.3, bad_ratio=0.0,
-                          max_message_bytes=eos.max_message_bytes)  # fmt: skip
-        records = feed.records(6000)
-        expected_pairs, _ = expected_outcome(records, directory, eos)
-        worker = pipeline.start_worker("w0")
-        produce_feed(eos, records[:4000])
-        # Killed as soon as the first batches are committed, while the rest are in flight.
-        deadline = time.monotonic() + 120
-        while not enriched_committed(eos) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        worker.kill()
-        pipeline.workers.remove(worker)
-        partial = len(delivered(eos))
-        assert 0 < partial < len(expected_pairs), "the kill must land mid-stream"
+    pipeline, eos = eos_pipeline, eos_pipeline.settings
+    directory, feed = members_and_feed(pipeline, 120, seed=22, duplicate_ratio=0.3, bad_ratio=0.0)
+    records = feed.records(6000)
+    expected_pairs, _ = expected_outcome(records, directory, eos)
+    worker = pipeline.start_worker("w0")
+    produce_feed(eos, records[:4000])
+    # Killed as soon as the first batches are committed, while the rest are in flight.
+    deadline = time.monotonic() + 120
+    while not enriched_committed(eos) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.kill()
+    pipeline.workers.remove(worker)
+    partial = len(delivered(eos))
+    assert 0 < partial < len(expected_pairs), "the kill must land mid-stream"
 
-        # The rest repeats alerts of the first part: the successor drops them only if it got
-        # the dedup state back from its changelog.
-        assert fingerprints_of(records[:4000]) & fingerprints_of(records[4000:])
-        produce_feed(eos, records[4000:])
-        again = pipeline.start_worker("w0")
-        got = wait_delivered(eos, len(expected_pairs))
-        assert len(got) == len(set(got)), "a member received the same alert twice"
-        assert Counter((fp, member) for fp, member, _ in got) == Counter(expected_pairs)
+    # The rest repeats alerts of the first part: the successor drops them only if it got
+    # the dedup state back from its changelog.
+    assert fingerprints_of(records[:4000]) & fingerprints_of(records[4000:])
+    produce_feed(eos, records[4000:])
+    again = pipeline.start_worker("w0")
+    got = wait_delivered(eos, len(expected_pairs))
+    assert len(got) == len(set(got)), "a member received the same alert twice"
+    assert Counter((fp, member) for fp, member, _ in got) == Counter(expected_pairs)
 
-        normalised = records_on(eos, NORMALISED)
-        assert len(normalised) == len(records), "an alert was normalised twice (or lost)"
-        fingerprints = Counter(alert_codec().decode(v)["fingerprint"] for v in records_on(eos, ENRICHED))
-        assert set(fingerprints.values()) == {1}
-        assert again.scrape()["cwn_worker_ready"] == 1
-    finally:
-        pipeline.stop()
+    normalised = records_on(eos, NORMALISED)
+    assert len(normalised) == len(records), "an alert was normalised twice (or lost)"
+    fingerprints = Counter(alert_codec().decode(v)["fingerprint"] for v in records_on(eos, ENRICHED))
+    assert set(fingerprints.values()) == {1}
+    assert again.scrape()["cwn_worker_ready"] == 1
 
 
 def test_workers_join_and_leave_mid_stream(settings: Settings, pipeline: Pipeline) -> None:
@@ -166,39 +165,35 @@ def test_workers_join_and_leave_mid_stream(settings: Settings, pipeline: Pipelin
         cleanup_namespace(settings, settings.namespace + ".")
 
 
-def test_windows_long_closed_leave_the_state_and_stay_out_after_a_restart(eos: Settings) -> None:
+def test_windows_long_closed_leave_the_state_and_stay_out_after_a_restart(eos_pipeline: Pipeline) -> None:
     """With a one-second window, every sample alert (observed 10-60 minutes ago) is two windows
     old as soon as it is stored: batches after it sweep it out, with a tombstone on the state's
     changelog, and a restarted worker reads back only what is left."""
-    eos = eos.model_copy(update={"dedup_window_seconds": 1, "batch_size": 50})
-    pipeline = Pipeline(eos)
-    try:
-        directory = Directory(generate_members(40, seed=23))
-        pipeline.import_members(directory)
-        worker = pipeline.start_worker()
-        feed = SampleFeed(list(directory), seed=12, duplicate_ratio=0.0, bad_ratio=0.0,
-                          max_message_bytes=eos.max_message_bytes)  # fmt: skip
-        first = feed.records(300)
-        produce_feed(eos, first)
-        wait_dispatched(worker, len(first))
-        for n in range(12):  # later batches, each sweeping the next slice of one partition
-            produce_feed(eos, feed.records(20))
-            wait_dispatched(worker, len(first) + 20 * (n + 1))
+    pipeline = eos_pipeline
+    eos = pipeline.settings = pipeline.settings.model_copy(
+        update={"dedup_window_seconds": 1, "batch_size": 50}
+    )
+    _, feed = members_and_feed(pipeline, 40, seed=23, duplicate_ratio=0.0, bad_ratio=0.0)
+    worker = pipeline.start_worker()
+    first = feed.records(300)
+    produce_feed(eos, first)
+    wait_dispatched(worker, len(first))
+    for n in range(12):  # later batches, each sweeping the next slice of one partition
+        produce_feed(eos, feed.records(20))
+        wait_dispatched(worker, len(first) + 20 * (n + 1))
 
-        last: dict[bytes, bytes | None] = {}
-        for message in read_topics(eos, [dedup_eos_changelog(eos)]):
-            last[message.key()] = message.value()
-        swept = {key.decode() for key, value in last.items() if value is None}
-        assert fingerprints_of(first) <= swept
-        kept = sum(value is not None for value in last.values())
-        assert worker.scrape()["cwn_dedup_keys"] == kept < len(last)
+    last: dict[bytes, bytes | None] = {}
+    for message in read_topics(eos, [dedup_eos_changelog(eos)]):
+        last[message.key()] = message.value()
+    swept = {key.decode() for key, value in last.items() if value is None}
+    assert fingerprints_of(first) <= swept
+    kept = sum(value is not None for value in last.values())
+    assert worker.scrape()["cwn_dedup_keys"] == kept < len(last)
 
-        worker.stop()
-        pipeline.workers.remove(worker)
-        again = pipeline.start_worker()
-        assert again.scrape()["cwn_dedup_keys"] == kept
-    finally:
-        pipeline.stop()
+    worker.stop()
+    pipeline.workers.remove(worker)
+    again = pipeline.start_worker()
+    assert again.scrape()["cwn_dedup_keys"] == kept
 
 
 def wait_dispatched(worker: Worker, records: int, timeout: float = 120) -> None:
