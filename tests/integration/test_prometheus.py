@@ -136,13 +136,16 @@ def test_conservation_and_latency_in_promql(settings, pipeline: Pipeline, tmp_pa
             urllib.request.urlopen(f"http://127.0.0.1:{prometheus.port}/api/v1/rules", timeout=10).read()
         )
         loaded = [r for g in rules["data"]["groups"] for r in g["rules"]]
-        assert len(loaded) == 8 and all(r["health"] == "ok" for r in loaded), loaded
+        assert len(loaded) == 9 and all(r["health"] == "ok" for r in loaded), loaded
         assert prometheus.query('ALERTS{alertstate="firing"}') == []
 
-        # Every dashboard query runs.
+        # Every dashboard query runs, and the flow panels (the two top rows) show data.
         board = json.loads(DASHBOARD.read_text())
+        flow_rows_end = next(p["gridPos"]["y"] for p in board["panels"] if p["title"] == "Lag and latency")
         for panel in board["panels"]:
-            for target in panel.get("targets", []):
-                prometheus.query(target["expr"])
+            for n, target in enumerate(panel.get("targets", [])):
+                result = prometheus.query(target["expr"])
+                if n == 0 and panel["gridPos"]["y"] < flow_rows_end:
+                    assert result, f"panel {panel['title']!r} shows nothing on a healthy run"
     finally:
         prometheus.stop()
