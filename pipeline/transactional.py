@@ -50,10 +50,14 @@ log = logging.getLogger(__name__)
 #: its partitions wait that long at most; a worker restarted under the same `instance`
 #: aborts what it left open at once, without waiting.
 TRANSACTION_TIMEOUT_MS = 30_000
-#: A batch whose transaction aborts this many times in a row ends the process (the
-#: orchestrator restarts it) rather than spinning on it.
-_ABORTS_IN_A_ROW = 5
+#: Transactions that keep aborting for this long (a batch the broker keeps refusing, not a
+#: broker restarting) end the process, and the orchestrator restarts it, rather than spinning.
+_ABORTING_SECONDS = 180.0
 _TIMEOUT = 60.0
+#: A transactional call that has not returned after this long (it waits on the client, which
+#: should have given up after `_TIMEOUT`) ends the process; the restarted worker aborts the
+#: open transaction and goes on from the last commit.
+STALL_SECONDS = 90.0
 
 
 class Polled(NamedTuple):
@@ -259,7 +263,9 @@ class TransactionalLoop:
         self.settings, self.metrics, self.stage = settings, metrics, stage
         self.topics, self.work, self.state = topics, work, state
         self.ready = threading.Event()
+        self._busy: tuple[str, float] | None = None  # the transactional call under way, since when
         self._aborts = 0
+        self._aborting_since = 0.0
 
     def run(self, stop: threading.Event) -> None:
         """Process batches until `stop` is set; the transaction under way is finished first."""
@@ -326,9 +332,9 @@ class TransactionalLoop:
             offsets = next_offsets(messages)
             t2 = time.perf_counter()
             metadata = consumer.consumer_group_metadata()
-            _retrying(lambda: producer.send_offsets_to_transaction(offsets, metadata, _TIMEOUT))
+            self._call("send_offsets_to_transaction", producer.send_offsets_to_transaction, offsets, metadata)
             t3 = time.perf_counter()
-            _retrying(lambda: producer.commit_transaction(_TIMEOUT))
+            self._call("commit_transaction", producer.commit_transaction)
             t4 = time.perf_counter()
             log.debug(
                 "%s: %d in, %d out; work %.1f ms, produce %.1f ms, offsets %.1f ms, commit %.1f ms",
@@ -353,19 +359,34 @@ class TransactionalLoop:
     ) -> None:
         """Drop the batch's writes and state changes, and read it again."""
         self._aborts += 1
+        if self._aborts == 1:
+            self._aborting_since = time.monotonic()
         log.warning("%s: transaction aborted (%d in a row): %s", self.stage, self._aborts, error)
-        if self._aborts >= _ABORTS_IN_A_ROW:
+        if time.monotonic() - self._aborting_since > _ABORTING_SECONDS:
             raise KafkaException(error)
-        producer.abort_transaction(_TIMEOUT)
+        self._call("abort_transaction", producer.abort_transaction)
         if self.state is not None:
             self.state.abort()
-        time.sleep(min(5.0, 0.1 * 2**self._aborts))  # a broker restarting: give it time
+        time.sleep(min(5.0, 0.1 * 2 ** min(self._aborts, 6)))  # a broker restarting: give it time
         self.metrics.transactions.labels(self.stage, "aborted").inc()
         for position in first_offsets(messages):
             try:
                 consumer.seek(position)
             except KafkaException as exc:  # no longer ours: its next owner reads it from the commit
                 log.info("%s: not reading %s again here: %s", self.stage, position, exc)
+
+    def _call(self, name: str, call: Callable[..., None], *args: Any) -> None:
+        """A blocking transactional call, repeated while retriable, watched by `run_loops`."""
+        self._busy = (name, time.monotonic())
+        try:
+            _retrying(lambda: call(*args, _TIMEOUT))
+        finally:
+            self._busy = None
+
+    @property
+    def busy(self) -> tuple[str, float] | None:
+        """The transactional call under way and when it started, if any."""
+        return self._busy
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self.state is not None:
@@ -423,6 +444,13 @@ def _retrying(call: Callable[[], None]) -> None:
             if not exc.args[0].retriable():
                 raise
             log.warning("Repeating a transactional call: %s", exc.args[0])
+
+
+def _stalled(loop: TransactionalLoop) -> str | None:
+    busy = loop.busy
+    if busy is not None and time.monotonic() - busy[1] > STALL_SECONDS:
+        return f"the {loop.stage} loop's {busy[0]} has not returned for {STALL_SECONDS:.0f}s"
+    return None
 
 
 def normalise_work(settings: Settings, metrics: Metrics, directory: DirectoryView) -> Work:
@@ -516,7 +544,8 @@ def stage_loops(
 def run_loops(
     loops: Sequence[TransactionalLoop], stop: threading.Event, on_failure: Callable[[str], None]
 ) -> None:
-    """Run each loop in its own thread until `stop`; a loop that fails calls `on_failure`."""
+    """Run each loop in its own thread until `stop`; a loop that fails, or whose transactional
+    call has not returned for `STALL_SECONDS`, calls `on_failure`."""
 
     def guard(loop: TransactionalLoop) -> None:
         try:
@@ -528,5 +557,12 @@ def run_loops(
     threads = [threading.Thread(target=guard, args=(loop,), name=f"eos-{loop.stage}") for loop in loops]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    # The client has been seen to hang in a commit across a broker restart (past its own
+    # timeout); a stalled loop ends the worker, as a failed one does.
+    while any(thread.is_alive() for thread in threads):
+        for thread in threads:
+            thread.join(timeout=1.0)
+        for loop in loops:
+            if (reason := _stalled(loop)) is not None:
+                on_failure(reason)
+                return
