@@ -29,7 +29,8 @@ from pipeline.topics import pipeline_topics
 pytestmark = pytest.mark.integration
 
 
-def _free_port_pair() -> int:
+def free_port_pair() -> int:
+    """A free loopback port whose next port is free too (the broker's and its controller's)."""
     for _ in range(50):
         with socket.socket() as a:
             a.bind(("127.0.0.1", 0))
@@ -49,7 +50,7 @@ def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if existing:
         yield existing
         return
-    broker = LocalBroker(home=tmp_path_factory.mktemp("kafka"), port=_free_port_pair())
+    broker = LocalBroker(home=tmp_path_factory.mktemp("kafka"), port=free_port_pair())
     broker.up()
     try:
         yield broker.bootstrap

@@ -3,7 +3,6 @@ exactly-once processing no member receives a record twice."""
 
 from __future__ import annotations
 
-import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -16,25 +15,11 @@ from pipeline.demo.run import produce_feed
 from pipeline.kafka import ensure_topics
 from pipeline.settings import Settings
 from pipeline.topics import ENRICHED, pipeline_topics
-from tests.integration.conftest import Pipeline
+from tests.integration.conftest import Pipeline, free_port_pair
 from tests.integration.test_exactly_once import members_and_feed, records_on
 from tests.integration.test_pipeline import delivered, expected_outcome, wait_processing
 
 pytestmark = pytest.mark.integration
-
-
-def free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        try:
-            with socket.socket() as b:
-                b.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no two consecutive free ports on loopback")
 
 
 @pytest.fixture
