@@ -25,7 +25,7 @@ NOW = datetime.now(UTC)
 
 
 def raw_batch(count: int, bad_ratio: float, seed: int) -> list[Polled]:
-    feed = SampleFeed(list(DIRECTORY), seed=seed, duplicate_ratio=0.3, bad_ratio=bad_ratio)
+    feed = SampleFeed(list(DIRECTORY), seed=seed, duplicate_ratio=0.3, bad_ratio=bad_ratio, now=NOW)
     return [
         Polled("cwn.alerts.raw", 0, n, None, r.value, list(r.headers))
         for n, r in enumerate(feed.records(count))
