@@ -34,7 +34,7 @@ from connectors.metrics import ConnectorMetrics
 from connectors.offsets import OffsetBook, Partition
 from connectors.settings import ConnectSettings
 from pipeline.directory import Directory, Member, Target
-from pipeline.kafka import client_config
+from pipeline.kafka import make_consumer
 from pipeline.producer import AsyncProducer, Record
 from pipeline.serde import alert_codec, from_json, to_json
 from pipeline.settings import Settings
@@ -119,18 +119,10 @@ class Runner:
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        self._consumer = Consumer(
-            client_config(self.settings)
-            | {
-                "group.id": group_id(self.settings, self.kind.name),
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": int(self.settings.session_timeout_seconds * 1000),
-                "topic.metadata.refresh.interval.ms": 5000,
-                # Exactly-once workers write member topics in transactions: never deliver a
-                # record of a batch that was aborted (librdkafka's default, stated here).
-                "isolation.level": "read_committed",
-            }
+        self._consumer = make_consumer(
+            self.settings,
+            group_id(self.settings, self.kind.name),
+            **{"topic.metadata.refresh.interval.ms": 5000},
         )
         self._producer = AsyncProducer(self.settings)
         await self.kind.start()

@@ -77,6 +77,19 @@ def make_admin(settings: Settings) -> AdminClient:
     return AdminClient(client_config(settings))
 
 
+def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
+    """A consumer in group `group_id` that commits only when told, starts from the earliest
+    record, and reads committed records only (exactly-once workers write in transactions)."""
+    config = client_config(settings) | {
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "session.timeout.ms": int(settings.session_timeout_seconds * 1000),
+    }
+    return Consumer(config | overrides)
+
+
 def reader_group(settings: Settings) -> str:
     return f"{settings.group_id}-reader"
 

@@ -35,7 +35,7 @@ from connectors.core import Outcome
 from connectors.member_topic import MemberRecords
 from pipeline.control import DirectoryView
 from pipeline.dedupe import Seen, Verdict, observe_alert
-from pipeline.kafka import client_config, make_producer, make_reader
+from pipeline.kafka import make_consumer, make_producer, make_reader
 from pipeline.metrics import Metrics
 from pipeline.normalise import Limits
 from pipeline.producer import Record
@@ -82,24 +82,24 @@ def polled(message: Any) -> Polled:
     )
 
 
-def next_offsets(messages: Iterable[Polled]) -> list[TopicPartition]:
-    """The offsets to commit after a batch: one past the last record read, per partition."""
-    last: dict[tuple[str, int], int] = {}
+def _spans(messages: Iterable[Polled]) -> dict[tuple[str, int], tuple[int, int]]:
+    """The first and last offset read, per (topic, partition)."""
+    spans: dict[tuple[str, int], tuple[int, int]] = {}
     for m in messages:
         key = (m.topic, m.partition)
-        if m.offset >= last.get(key, -1):
-            last[key] = m.offset
-    return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
+        first, last = spans.get(key, (m.offset, m.offset))
+        spans[key] = (min(first, m.offset), max(last, m.offset))
+    return dict(sorted(spans.items()))
+
+
+def next_offsets(messages: Iterable[Polled]) -> list[TopicPartition]:
+    """The offsets to commit after a batch: one past the last record read, per partition."""
+    return [TopicPartition(t, p, last + 1) for (t, p), (_, last) in _spans(messages).items()]
 
 
 def first_offsets(messages: Iterable[Polled]) -> list[TopicPartition]:
     """Where to read a batch again from: its first offset, per partition."""
-    first: dict[tuple[str, int], int] = {}
-    for m in messages:
-        key = (m.topic, m.partition)
-        if key not in first or m.offset < first[key]:
-            first[key] = m.offset
-    return [TopicPartition(t, p, o) for (t, p), o in sorted(first.items())]
+    return [TopicPartition(t, p, first) for (t, p), (first, _) in _spans(messages).items()]
 
 
 class ChangelogState:
@@ -280,19 +280,15 @@ class TransactionalLoop:
             },
         )
         producer.init_transactions(_TIMEOUT)
-        consumer = Consumer(
-            client_config(settings)
-            | {
-                "group.id": settings.group_id,
+        consumer = make_consumer(
+            settings,
+            settings.group_id,
+            **{
                 "client.id": f"{settings.instance}-{self.stage}",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                "session.timeout.ms": int(settings.session_timeout_seconds * 1000),
                 "heartbeat.interval.ms": int(min(3.0, settings.session_timeout_seconds / 3) * 1000),
                 "fetch.wait.max.ms": settings.fetch_wait_ms,
                 "topic.metadata.refresh.interval.ms": 30_000,
-            }
+            },
         )
         consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
         try:
@@ -322,13 +318,12 @@ class TransactionalLoop:
         t1 = time.perf_counter()
         producer.begin_transaction()
         try:
-            produce = producer.produce
             for topic, key, value, headers in step.records:
-                _produce(producer, produce, topic, key, value, headers or None)
+                _produce(producer, topic, key, value, headers or None)
             if self.state is not None:
                 changelog = self.state.topic
                 for partition, key, value in self.state.changes():
-                    _produce(producer, produce, changelog, key, value, None, partition)
+                    _produce(producer, changelog, key, value, None, partition)
             offsets = next_offsets(messages)
             t2 = time.perf_counter()
             metadata = consumer.consumer_group_metadata()
@@ -376,17 +371,28 @@ class TransactionalLoop:
                 log.info("%s: not reading %s again here: %s", self.stage, position, exc)
 
     def _call(self, name: str, call: Callable[..., None], *args: Any) -> None:
-        """A blocking transactional call, repeated while retriable, watched by `run_loops`."""
+        """A blocking transactional call, made again while the client says its outcome is not
+        known yet (a timeout: librdkafka documents such calls as safe to repeat); watched by
+        `run_loops` through `stalled`."""
         self._busy = (name, time.monotonic())
         try:
-            _retrying(lambda: call(*args, _TIMEOUT))
+            while True:
+                try:
+                    call(*args, _TIMEOUT)
+                    return
+                except KafkaException as exc:
+                    if not exc.args[0].retriable():
+                        raise
+                    log.warning("%s: repeating %s: %s", self.stage, name, exc.args[0])
         finally:
             self._busy = None
 
-    @property
-    def busy(self) -> tuple[str, float] | None:
-        """The transactional call under way and when it started, if any."""
-        return self._busy
+    def stalled(self) -> str | None:
+        """Why this loop is stuck, when a transactional call has not returned for `STALL_SECONDS`."""
+        busy = self._busy
+        if busy is not None and time.monotonic() - busy[1] > STALL_SECONDS:
+            return f"the {self.stage} loop's {busy[0]} has not returned for {STALL_SECONDS:.0f}s"
+        return None
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self.state is not None:
@@ -418,7 +424,6 @@ class TransactionalLoop:
 
 def _produce(
     producer: Producer,
-    produce: Callable[..., None],
     topic: str,
     key: bytes | None,
     value: bytes | None,
@@ -427,30 +432,10 @@ def _produce(
 ) -> None:
     while True:
         try:
-            produce(topic, value, key, partition=partition, headers=headers)
+            producer.produce(topic, value, key, partition=partition, headers=headers)
             return
         except BufferError:  # the client's queue is full: let it send, then go on
             producer.poll(0.005)
-
-
-def _retrying(call: Callable[[], None]) -> None:
-    """Make a transactional call, again while the client says its outcome is not known yet (a
-    timeout): librdkafka documents such calls as safe to repeat."""
-    while True:
-        try:
-            call()
-            return
-        except KafkaException as exc:
-            if not exc.args[0].retriable():
-                raise
-            log.warning("Repeating a transactional call: %s", exc.args[0])
-
-
-def _stalled(loop: TransactionalLoop) -> str | None:
-    busy = loop.busy
-    if busy is not None and time.monotonic() - busy[1] > STALL_SECONDS:
-        return f"the {loop.stage} loop's {busy[0]} has not returned for {STALL_SECONDS:.0f}s"
-    return None
 
 
 def normalise_work(settings: Settings, metrics: Metrics, directory: DirectoryView) -> Work:
@@ -563,6 +548,6 @@ def run_loops(
         for thread in threads:
             thread.join(timeout=1.0)
         for loop in loops:
-            if (reason := _stalled(loop)) is not None:
+            if (reason := loop.stalled()) is not None:
                 on_failure(reason)
                 return

@@ -238,6 +238,15 @@ def _sum_of(samples: dict[str, float], name: str) -> int:
     return int(sum(value for key, value in samples.items() if key.startswith(name + "{")))
 
 
+def summed_metrics(workers: Sequence[Worker]) -> dict[str, float]:
+    """Every worker's current samples, added up by name and labels."""
+    metrics: dict[str, float] = {}
+    for worker in workers:
+        for key, value in worker.scrape().items():
+            metrics[key] = metrics.get(key, 0) + value
+    return metrics
+
+
 def snapshot(settings: Settings, workers: Sequence[Worker], topics: list[str]) -> Counts:
     """Counts from the broker's offsets and the workers' metrics (cheap; polled while running)."""
     names = {k: settings.topic(k) for k in (RAW, NORMALISED, DEADLETTER, ENRICHED)}
@@ -245,10 +254,7 @@ def snapshot(settings: Settings, workers: Sequence[Worker], topics: list[str]) -
     # Under exactly-once, offsets also hold commit markers: count what readers see instead.
     exact = settings.processing_guarantee == "exactly_once"
     counts = (count_committed if exact else count_records)(settings, [*names.values(), *partners, *topics])
-    metrics: dict[str, float] = {}
-    for worker in workers:
-        for key, value in worker.scrape().items():
-            metrics[key] = metrics.get(key, 0) + value
+    metrics = summed_metrics(workers)
     return Counts(
         ingested=counts[names[RAW]] + sum(counts[t] for t in partners),
         normalised=counts[names[NORMALISED]],
@@ -310,10 +316,7 @@ def _wait_counters_quiet(workers: Sequence[Worker], expected_ingested: int, dead
     normalised, and their counters stand still for a poll (they count committed batches only)."""
     previous = None
     while time.monotonic() < deadline:
-        metrics: dict[str, float] = {}
-        for worker in workers:
-            for key, value in worker.scrape().items():
-                metrics[key] = metrics.get(key, 0) + value
+        metrics = summed_metrics(workers)
         now = (
             metrics.get('cwn_records_in_total{stage="normalise"}', 0),
             metrics.get('cwn_records_out_total{stage="normalise"}', 0),

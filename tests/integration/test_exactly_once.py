@@ -13,7 +13,7 @@ from confluent_kafka import IsolationLevel, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
 from pipeline.demo.feed import FeedRecord, SampleFeed, demo_feeds
-from pipeline.demo.run import Worker, cleanup_namespace, produce_feed, wait_settled
+from pipeline.demo.run import cleanup_namespace, produce_feed, wait_settled
 from pipeline.directory import Directory, generate_members
 from pipeline.kafka import ensure_topics, make_admin, read_topics
 from pipeline.normalise import Limits, normalise
@@ -21,7 +21,7 @@ from pipeline.serde import alert_codec
 from pipeline.settings import Settings
 from pipeline.topics import DEADLETTER, ENRICHED, NORMALISED, dedup_eos_changelog, pipeline_topics
 from tests.integration.conftest import Pipeline
-from tests.integration.test_pipeline import delivered, expected_outcome, join_and_leave
+from tests.integration.test_pipeline import delivered, expected_outcome, join_and_leave, wait_processing
 
 pytestmark = pytest.mark.integration
 
@@ -177,10 +177,10 @@ def test_windows_long_closed_leave_the_state_and_stay_out_after_a_restart(eos_pi
     worker = pipeline.start_worker()
     first = feed.records(300)
     produce_feed(eos, first)
-    wait_dispatched(worker, len(first))
+    wait_processing(worker, len(first))
     for n in range(12):  # later batches, each sweeping the next slice of one partition
         produce_feed(eos, feed.records(20))
-        wait_dispatched(worker, len(first) + 20 * (n + 1))
+        wait_processing(worker, len(first) + 20 * (n + 1))
 
     last: dict[bytes, bytes | None] = {}
     for message in read_topics(eos, [dedup_eos_changelog(eos)]):
@@ -194,10 +194,3 @@ def test_windows_long_closed_leave_the_state_and_stay_out_after_a_restart(eos_pi
     pipeline.workers.remove(worker)
     again = pipeline.start_worker()
     assert again.scrape()["cwn_dedup_keys"] == kept
-
-
-def wait_dispatched(worker: Worker, records: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while worker.scrape().get('cwn_records_in_total{stage="dedupe"}', 0) < records:
-        assert time.monotonic() < deadline, "the worker did not dispatch in time"
-        time.sleep(0.1)
