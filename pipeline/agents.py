@@ -39,6 +39,7 @@ from pipeline.producer import Record, Refused
 from pipeline.serde import alert_codec
 from pipeline.settings import Settings
 from pipeline.stages import dispatch_batch, normalise_batch, observe_deliveries
+from pipeline.table_sweep import TableSweep
 from pipeline.topics import ENRICHED, NORMALISED, member_topic
 
 log = logging.getLogger(__name__)
@@ -117,14 +118,15 @@ def fatal(reason: str) -> None:
 
 
 @contextlib.contextmanager
-def table_event(event: Any) -> Iterator[None]:
-    """Make `event` the current event of this task, for the table's partition lookups.
+def table_event(event: Any | None) -> Iterator[None]:
+    """Make `event` the current event of this task, for the table's partition lookups (None:
+    no event, so a lookup searches every partition the worker holds).
 
     Faust tables find the partition of a key through the current event, which batch iteration
     does not set. The context variable is per task, so this never touches the stream's own
     bookkeeping (setting the stream's attribute instead would race with its take buffer).
     """
-    token = faust_current_event.set(weakref.ref(event))
+    token = faust_current_event.set(weakref.ref(event) if event is not None else None)
     try:
         yield
     finally:
@@ -159,8 +161,9 @@ def normalise_agent(ctx: StageContext, writer_of: Callable[[str], str | None] | 
     return agent
 
 
-def dispatch_agent(ctx: StageContext, table: Any) -> Agent:
-    """Normalised alerts -> dedupe, enrich and route in one pass.
+def dispatch_agent(ctx: StageContext, table: Any, sweep: TableSweep) -> Agent:
+    """Normalised alerts -> dedupe, enrich and route in one pass; after each batch, one step of
+    the table's expiry (`sweep`).
 
     Writes each first sighting and each update (a repeat more severe than any before it in the
     window), enriched, to `cwn.alerts.enriched` (the audit stream) and one record per (alert,
@@ -208,6 +211,8 @@ def dispatch_agent(ctx: StageContext, table: Any) -> Agent:
             )
             audit = await ctx.send_batch(batch.records)
             batch.count(m)
+            with table_event(None):
+                m.dedup_expired.inc(sweep.step())
             await in_flight.add(events, complete(audit, batch.records, batch.deliveries))
             log.debug("Dispatched %d events in %.3fs", len(events), time.perf_counter() - started)
 

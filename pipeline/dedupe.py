@@ -155,6 +155,16 @@ def observe_alert(
     )
 
 
+def expired(stored: bytes, now_us: int, window_us: int) -> bool:
+    """True when a stored window can be forgotten: its last sighting is more than two windows
+    before `now_us`.
+
+    One window of grace, because a sighting is compared by its observation time: a report
+    arriving more than a window after the event it repeats could otherwise be taken for new.
+    """
+    return Seen.from_bytes(stored).last_us < now_us - 2 * window_us
+
+
 def stamp(alert: Alert, seen: Seen) -> Alert:
     """Write the window's aggregation onto an alert that is about to be forwarded."""
     alert["count"] = seen.count

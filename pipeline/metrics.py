@@ -36,6 +36,7 @@ class Metrics:
     ready: Gauge
     consumer_lag: Gauge
     dedup_keys: Gauge
+    dedup_expired: Counter
     transactions: Counter
     build: Info
 
@@ -125,7 +126,14 @@ def create_metrics(registry: CollectorRegistry, version: str = "") -> Metrics:
         ),
         dedup_keys=Gauge(
             "cwn_dedup_keys",
-            "Fingerprints in this worker's part of the dedup table (RocksDB's estimate).",
+            "Fingerprints in this worker's part of the dedup state (counted every 15 s at least once, "
+            "after each batch exactly once).",
+            registry=registry,
+        ),
+        dedup_expired=Counter(
+            "cwn_dedup_expired_total",
+            "Fingerprints forgotten by the dedup table's sweep: their last sighting was more than two "
+            "windows ago.",
             registry=registry,
         ),
         transactions=Counter(

@@ -34,7 +34,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from connectors.core import Outcome
 from connectors.member_topic import MemberRecords
 from pipeline.control import DirectoryView
-from pipeline.dedupe import Seen, Verdict, observe_alert
+from pipeline.dedupe import Verdict, expired, observe_alert
 from pipeline.kafka import make_consumer, make_producer, make_reader
 from pipeline.metrics import Metrics
 from pipeline.normalise import Limits
@@ -467,11 +467,7 @@ def dispatch_work(
 
     member_records = MemberRecords(lambda member_id: member_topic(settings, member_id), format_for)
 
-    def expired(value: bytes) -> bool:
-        # One window of grace: a sighting reported more than a window late may be taken for new.
-        return Seen.from_bytes(value).last_us < time.time() * 1_000_000 - 2 * window_us
-
-    sweep = Sweep(state, expired)
+    sweep = Sweep(state, lambda value: expired(value, int(time.time() * 1_000_000), window_us))
 
     def work(messages: list[Polled]) -> Step:
         def sighting(i: int, alert: Any) -> Any:
@@ -486,7 +482,7 @@ def dispatch_work(
         batch = dispatch_batch(
             messages, sighting, codec, enriched_topic, directory.index, directory.rules, directory.asn
         )
-        sweep.step()  # the windows that closed long ago leave the state in the same transaction
+        forgotten = sweep.step()  # windows that closed long ago leave the state in the same transaction
         records, _, results = member_records(batch.deliveries)
         refused = next((r for r in results if r.outcome is not Outcome.DELIVERED), None)
         if refused is not None:
@@ -494,6 +490,7 @@ def dispatch_work(
 
         def committed() -> None:
             batch.count(metrics)
+            metrics.dedup_expired.inc(forgotten)
             observe_deliveries(metrics, batch.deliveries)
 
         return Step(batch.records + records, committed)

@@ -21,7 +21,7 @@ from pipeline.serde import alert_codec
 from pipeline.settings import Settings
 from pipeline.topics import DEADLETTER, ENRICHED, NORMALISED, dedup_eos_changelog, pipeline_topics
 from tests.integration.conftest import Pipeline
-from tests.integration.test_pipeline import delivered, expected_outcome, join_and_leave, wait_processing
+from tests.integration.test_pipeline import delivered, expected_outcome, join_and_leave
 
 pytestmark = pytest.mark.integration
 
@@ -163,34 +163,3 @@ def test_workers_join_and_leave_mid_stream(settings: Settings, pipeline: Pipelin
     finally:
         pipeline.stop()
         cleanup_namespace(settings, settings.namespace + ".")
-
-
-def test_windows_long_closed_leave_the_state_and_stay_out_after_a_restart(eos_pipeline: Pipeline) -> None:
-    """With a one-second window, every sample alert (observed 10-60 minutes ago) is two windows
-    old as soon as it is stored: batches after it sweep it out, with a tombstone on the state's
-    changelog, and a restarted worker reads back only what is left."""
-    pipeline = eos_pipeline
-    eos = pipeline.settings = pipeline.settings.model_copy(
-        update={"dedup_window_seconds": 1, "batch_size": 50}
-    )
-    _, feed = members_and_feed(pipeline, 40, seed=23, duplicate_ratio=0.0, bad_ratio=0.0)
-    worker = pipeline.start_worker()
-    first = feed.records(300)
-    produce_feed(eos, first)
-    wait_processing(worker, len(first))
-    for n in range(12):  # later batches, each sweeping the next slice of one partition
-        produce_feed(eos, feed.records(20))
-        wait_processing(worker, len(first) + 20 * (n + 1))
-
-    last: dict[bytes, bytes | None] = {}
-    for message in read_topics(eos, [dedup_eos_changelog(eos)]):
-        last[message.key()] = message.value()
-    swept = {key.decode() for key, value in last.items() if value is None}
-    assert fingerprints_of(first) <= swept
-    kept = sum(value is not None for value in last.values())
-    assert worker.scrape()["cwn_dedup_keys"] == kept < len(last)
-
-    worker.stop()
-    pipeline.workers.remove(worker)
-    again = pipeline.start_worker()
-    assert again.scrape()["cwn_dedup_keys"] == kept

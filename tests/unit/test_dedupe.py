@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.dedupe import Seen, Verdict, fingerprint, observe, stamp
+from pipeline.dedupe import Seen, Verdict, expired, fingerprint, observe, stamp
 from tests.unit.strategies import valid_alert
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
@@ -136,3 +136,11 @@ def test_updates_against_reference(sightings):
         forwarded.append(verdict.forwarded)
     ranks = [rank for _, rank in sightings]
     assert forwarded == [i == 0 or ranks[i] > max(ranks[:i]) for i in range(len(ranks))]
+
+
+@given(st.integers(0, 10**12), st.integers(1, 10**9), st.integers(-(10**10), 10**10))
+def test_a_window_expires_two_windows_after_its_last_sighting(
+    last_us: int, window_us: int, since: int
+) -> None:
+    stored = Seen(last_us - 5, last_us, 3, (0, 1)).to_bytes()
+    assert expired(stored, last_us + since, window_us) == (since > 2 * window_us)
