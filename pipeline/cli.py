@@ -470,6 +470,9 @@ def bench(
     alerts: Annotated[int, typer.Option(help="Corpus size (alerts in the raw topic).")] = 50_000,
     members: Annotated[int, typer.Option(help="Synthetic members in the directory.")] = 1152,
     latency_seconds: Annotated[float, typer.Option(help="Seconds of open-loop load per level.")] = 10.0,
+    loads: Annotated[
+        str, typer.Option(help="Latency levels, as percentages of the measured throughput.")
+    ] = "25,50,80",
     state_keys: Annotated[int, typer.Option(help="Keys written to size the dedup state.")] = 1_000_000,
     workers: Annotated[int, typer.Option(help="Pipeline worker processes in one group.")] = 1,
     recovery_keys: Annotated[
@@ -490,10 +493,18 @@ def bench(
         print_json(result) if as_json else err.print(result)
         return
 
+    try:
+        shares = tuple(float(p) / 100 for p in loads.split(","))
+    except ValueError:
+        shares = ()
+    if not shares or not all(0 < share <= 1 for share in shares):
+        err.print(f"[red]--loads {loads!r}[/red]: percentages between 0 and 100, separated by commas.")
+        raise typer.Exit(2)
     options = BenchOptions(
         alerts=alerts,
         members=members,
         latency_seconds=latency_seconds,
+        loads=shares,
         state_keys=state_keys,
         recovery_keys=recovery_keys,
         workers=workers,

@@ -57,6 +57,14 @@ class Settings(BaseSettings):
         description="How long the group waits for a silent worker before moving its partitions; "
         "after SIGKILL, a restarted worker waits this long before it gets them back.",
     )
+    stall_seconds: float = Field(
+        default=90.0,
+        ge=15,
+        le=3600,
+        description="Exactly once: a Kafka client call that has not returned after this long ends "
+        "the worker (exit 70) for its orchestrator to restart it; the client itself gives up on a "
+        "call after two thirds of it.",
+    )
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         default="at_least_once",
         description="at_least_once: Faust agents, a crash may repeat a batch's writes. exactly_once: "

@@ -53,11 +53,6 @@ TRANSACTION_TIMEOUT_MS = 30_000
 #: Transactions that keep aborting for this long (a batch the broker keeps refusing, not a
 #: broker restarting) end the process, and the orchestrator restarts it, rather than spinning.
 _ABORTING_SECONDS = 180.0
-_TIMEOUT = 60.0
-#: A transactional call that has not returned after this long (it waits on the client, which
-#: should have given up after `_TIMEOUT`) ends the process; the restarted worker aborts the
-#: open transaction and goes on from the last commit.
-STALL_SECONDS = 90.0
 
 
 class Polled(NamedTuple):
@@ -267,6 +262,13 @@ class TransactionalLoop:
         self._aborts = 0
         self._aborting_since = 0.0
 
+    @property
+    def call_timeout(self) -> float:
+        """How long the client may take over one call before it gives up (and the call is retried
+        or the batch aborted): two thirds of the stall limit, so the watchdog only ever ends a
+        call the client failed to give up on."""
+        return self.settings.stall_seconds * 2 / 3
+
     def run(self, stop: threading.Event) -> None:
         """Process batches until `stop` is set; the transaction under way is finished first."""
         settings = self.settings
@@ -279,7 +281,7 @@ class TransactionalLoop:
                 "queue.buffering.max.messages": 500_000,
             },
         )
-        producer.init_transactions(_TIMEOUT)
+        producer.init_transactions(self.call_timeout)
         consumer = make_consumer(
             settings,
             settings.group_id,
@@ -298,7 +300,7 @@ class TransactionalLoop:
                     self._transact(consumer, producer, messages)
         finally:
             consumer.close()
-            producer.flush(_TIMEOUT)
+            producer.flush(self.call_timeout)
 
     def _consume(self, consumer: Consumer) -> list[Polled]:
         batch: list[Polled] = []
@@ -378,7 +380,7 @@ class TransactionalLoop:
         try:
             while True:
                 try:
-                    call(*args, _TIMEOUT)
+                    call(*args, self.call_timeout)
                     return
                 except KafkaException as exc:
                     if not exc.args[0].retriable():
@@ -388,10 +390,12 @@ class TransactionalLoop:
             self._busy = None
 
     def stalled(self) -> str | None:
-        """Why this loop is stuck, when a transactional call has not returned for `STALL_SECONDS`."""
-        busy = self._busy
-        if busy is not None and time.monotonic() - busy[1] > STALL_SECONDS:
-            return f"the {self.stage} loop's {busy[0]} has not returned for {STALL_SECONDS:.0f}s"
+        """Why this loop is stuck, when a transactional call has not returned for the setting's
+        `stall_seconds`. The client should have given up on it after `call_timeout`; the
+        restarted worker aborts the open transaction and goes on from the last commit."""
+        busy, limit = self._busy, self.settings.stall_seconds
+        if busy is not None and time.monotonic() - busy[1] > limit:
+            return f"the {self.stage} loop's {busy[0]} has not returned for {limit:.0f}s"
         return None
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -527,7 +531,7 @@ def run_loops(
     loops: Sequence[TransactionalLoop], stop: threading.Event, on_failure: Callable[[str], None]
 ) -> None:
     """Run each loop in its own thread until `stop`; a loop that fails, or whose transactional
-    call has not returned for `STALL_SECONDS`, calls `on_failure`."""
+    call has not returned for `stall_seconds`, calls `on_failure`."""
 
     def guard(loop: TransactionalLoop) -> None:
         try:

@@ -12,10 +12,12 @@ pytestmark = pytest.mark.integration
 
 
 def test_bench_reports_every_figure(settings: Settings) -> None:
+    # One latency level and the shortest session timeout the broker allows: the same figures,
+    # sooner (recovery waits out the session timeout).
     result = cwn(
-        settings.model_copy(update={"namespace": ""}),
-        "bench", "--json", "--alerts", "1500", "--latency-seconds", "1", "--state-keys", "20000",
-        "--recovery-keys", "20000",
+        settings.model_copy(update={"namespace": "", "session_timeout_seconds": 6}),
+        "bench", "--json", "--alerts", "1500", "--latency-seconds", "1", "--loads", "50",
+        "--state-keys", "20000", "--recovery-keys", "20000",
         timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()[-3000:]
@@ -29,7 +31,7 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
     assert counts["duplicates"] == 300 and counts["unique"] == 1200
     assert pipeline["deliveries"] == counts["expected_deliveries"] > counts["unique"]
     assert pipeline["alerts_per_s"] > 0 and pipeline["cpu_seconds_per_1000_alerts"] > 0
-    assert set(report["latency_ms"]) == {"25%", "50%", "80%"}
+    assert set(report["latency_ms"]) == {"50%"}
     for level in report["latency_ms"].values():
         assert level["deliveries"] > 0
         assert 0 < level["p50"] <= level["p99"] <= level["p99.9"]
@@ -48,7 +50,7 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
     assert eos["counts"] == counts, "exactly once, the same corpus gives the same committed counts"
     assert eos["alerts_per_s"] > 0 and eos["cpu_seconds_per_1000_alerts"] > 0
     assert report["r_eos"] == pytest.approx(eos["alerts_per_s"] / pipeline["alerts_per_s"], abs=1e-3)
-    assert set(eos["latency_ms"]) == {"25%", "50%", "80%"}
+    assert set(eos["latency_ms"]) == {"50%"}
     for level in eos["latency_ms"].values():
         assert level["deliveries"] > 0
         assert 0 < level["p50"] <= level["p99"] <= level["p99.9"]

@@ -36,8 +36,9 @@ def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
 def test_a_broker_restart_mid_stream_loses_nothing(
     own_broker: LocalBroker, settings: Settings, guarantee: str
 ) -> None:
+    # A stalled client call ends the worker after 30 s instead of 90: the same path, sooner.
     settings = settings.model_copy(
-        update={"bootstrap": own_broker.bootstrap, "processing_guarantee": guarantee}
+        update={"bootstrap": own_broker.bootstrap, "processing_guarantee": guarantee, "stall_seconds": 30}
     )
     ensure_topics(settings, pipeline_topics(settings))
     pipeline = Pipeline(settings)

@@ -1,0 +1,15 @@
+"""Command-line checks that need no broker."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+
+
+@pytest.mark.parametrize("loads", ["0,50", "50,120", "half", ""])
+def test_bench_refuses_latency_levels_that_are_not_percentages(loads: str) -> None:
+    result = CliRunner().invoke(app, ["bench", "--loads", loads])
+    assert result.exit_code == 2
+    assert "--loads" in result.output
