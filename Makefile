@@ -22,13 +22,13 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q -n 2 --dist loadfile tests
 
 test-unit: install
 	$(BIN)/pytest -q tests/unit
 
 test-integration: install
-	$(BIN)/pytest -q tests/integration
+	$(BIN)/pytest -q -n 2 --dist loadfile tests/integration
 
 lint: install
 	$(BIN)/ruff check .

@@ -123,6 +123,8 @@ def dedup_sweep(app: faust.App, settings: Settings, table: Any) -> TableSweep:
     def owned(partition: int) -> bool:
         return TP(table.changelog_topic.get_topic_name(), partition) in app.assignor.assigned_actives()
 
-    return TableSweep(
+    sweep = TableSweep(
         table, entries, lambda value: expired(value, int(time.time() * 1_000_000), window_us), owned
     )
+    app.on_partitions_revoked.connect(lambda *_, **__: sweep.restart())
+    return sweep

@@ -46,7 +46,15 @@ class TableSweep:
         if self._cycle is None:
             self._cycle = iter(self._entries())
         store, deleted, looked = self._table.data, 0, 0
-        for key, value in itertools.islice(self._cycle, self._per_step):
+        entries = itertools.islice(self._cycle, self._per_step)
+        while True:
+            try:
+                key, value = next(entries)
+            except StopIteration:
+                break
+            except RuntimeError:  # the store opened a partition's database under the cycle
+                self._cycle = None
+                return deleted
             looked += 1
             if not self._expired(value):
                 continue
@@ -62,3 +70,8 @@ class TableSweep:
         if looked < self._per_step:
             self._cycle = None  # the cycle is over: the next step starts a new one
         return deleted
+
+    def restart(self) -> None:
+        """Drop the cycle under way (on a rebalance): it holds the revoked partitions' databases
+        open, which the store must be able to open again if they come back."""
+        self._cycle = None

@@ -4,6 +4,7 @@ tests/integration/test_dedup_expiry.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from hypothesis import given
@@ -68,3 +69,24 @@ def test_a_step_looks_at_no_more_than_its_share_and_a_new_cycle_follows() -> Non
     assert [sweep.step() for _ in range(4)] == [3, 3, 3, 1]
     table.data[b"late"] = stored(1, 10)
     assert sweep.step() == 1 and table.changelog[-1] == (1, b"late", None)
+
+
+def test_a_cycle_broken_by_the_store_or_a_rebalance_starts_over() -> None:
+    table = RecordingTable({str(n).encode(): stored(0, 10) for n in range(6)})
+    cycles = 0
+
+    def entries() -> Iterator[tuple[bytes, bytes]]:
+        nonlocal cycles
+        cycles += 1
+        snapshot = list(table.data.items())
+        yield from snapshot[:2]
+        if cycles == 1:  # as a RocksDB store does when a partition's database opens meanwhile
+            raise RuntimeError("dictionary changed size during iteration")
+        yield from snapshot[2:]
+
+    sweep = TableSweep(table, entries, over, lambda _: True, per_step=4)
+    assert sweep.step() == 2 and cycles == 1
+    assert sweep.step() == 4 and cycles == 2
+    sweep.restart()
+    table.data[b"late"] = stored(0, 10)
+    assert sweep.step() == 1 and cycles == 3
