@@ -19,7 +19,7 @@ Entries = Callable[[], Iterable[tuple[bytes, bytes]]]
 
 class TableSweep:
     """Deletes entries of a Faust table that `expired` says are over, `per_step` entries per
-    step, going round the whole table one cycle after another.
+    step (or the step's own share), going round the whole table one cycle after another.
 
     `entries` gives one cycle's (key, stored value) pairs of the worker's own partitions; a
     RocksDB store iterates a consistent snapshot, a memory store's dict must be copied first.
@@ -41,12 +41,14 @@ class TableSweep:
         self._per_step = per_step
         self._cycle: Iterator[tuple[bytes, bytes]] | None = None
 
-    def step(self) -> int:
-        """Look at the next slice of entries; returns how many were deleted."""
+    def step(self, share: int | None = None) -> int:
+        """Look at the next `share` entries (`per_step` by default); returns how many were
+        deleted."""
+        share = self._per_step if share is None else share
         if self._cycle is None:
             self._cycle = iter(self._entries())
         store, deleted, looked = self._table.data, 0, 0
-        entries = itertools.islice(self._cycle, self._per_step)
+        entries = itertools.islice(self._cycle, share)
         while True:
             try:
                 key, value = next(entries)
@@ -67,7 +69,7 @@ class TableSweep:
             del store[key]
             self._table.send_changelog(partition, key, None, value_serializer="raw")
             deleted += 1
-        if looked < self._per_step:
+        if looked < share:
             self._cycle = None  # the cycle is over: the next step starts a new one
         return deleted
 

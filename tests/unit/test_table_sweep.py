@@ -90,3 +90,9 @@ def test_a_cycle_broken_by_the_store_or_a_rebalance_starts_over() -> None:
     sweep.restart()
     table.data[b"late"] = stored(0, 10)
     assert sweep.step() == 1 and cycles == 3
+
+
+def test_a_step_can_be_given_its_share() -> None:
+    table = RecordingTable({str(n).encode(): stored(0, 10) for n in range(10)})
+    sweep = TableSweep(table, lambda: list(table.data.items()), over, lambda _: True)
+    assert [sweep.step(4), sweep.step(2), sweep.step(8)] == [4, 2, 4]
