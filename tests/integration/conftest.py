@@ -9,7 +9,6 @@ tests never see each other's topics, groups or state.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,23 +24,9 @@ from pipeline.feeds import FeedRegistry
 from pipeline.kafka import ensure_topics
 from pipeline.settings import Settings
 from pipeline.topics import pipeline_topics
+from tests.servers import free_port, free_ports
 
 pytestmark = pytest.mark.integration
-
-
-def free_port_pair() -> int:
-    """A free loopback port whose next port is free too (the broker's and its controller's)."""
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        try:
-            with socket.socket() as b:
-                b.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no two consecutive free ports on loopback")
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +35,7 @@ def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if existing:
         yield existing
         return
-    broker = LocalBroker(home=tmp_path_factory.mktemp("kafka"), port=free_port_pair())
+    broker = LocalBroker(home=tmp_path_factory.mktemp("kafka"), port=free_ports(2))
     broker.up()
     try:
         yield broker.bootstrap
@@ -75,12 +60,6 @@ def settings(bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
     ensure_topics(s, pipeline_topics(s))
     yield s
     cleanup_namespace(s, s.namespace + ".")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Pipeline:

@@ -15,16 +15,17 @@ from pipeline.demo.run import produce_feed
 from pipeline.kafka import ensure_topics
 from pipeline.settings import Settings
 from pipeline.topics import ENRICHED, pipeline_topics
-from tests.integration.conftest import Pipeline, free_port_pair
+from tests.integration.conftest import Pipeline
 from tests.integration.test_exactly_once import members_and_feed, records_on
 from tests.integration.test_pipeline import delivered, expected_outcome, wait_processing
+from tests.servers import free_ports
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    broker = LocalBroker(home=tmp_path / "kafka", port=free_port_pair())
+    broker = LocalBroker(home=tmp_path / "kafka", port=free_ports(2))
     broker.up()
     try:
         yield broker

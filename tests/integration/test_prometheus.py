@@ -18,7 +18,8 @@ import yaml
 from pipeline.demo.feed import SampleFeed
 from pipeline.demo.run import produce_feed, wait_settled
 from pipeline.directory import Directory, generate_members
-from tests.integration.conftest import Pipeline, free_port
+from tests.integration.conftest import Pipeline
+from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 

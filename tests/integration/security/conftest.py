@@ -3,7 +3,6 @@ started next to the plain one, and per-test namespaces on it."""
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,22 +16,7 @@ from pipeline.kafka import ensure_topics
 from pipeline.security.provision import CredentialStore, Provisioner
 from pipeline.settings import Settings
 from pipeline.topics import pipeline_topics
-
-
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive free loopback ports."""
-    for _ in range(100):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-        try:
-            for offset in range(1, count):
-                with socket.socket() as other:
-                    other.bind(("127.0.0.1", port + offset))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError(f"no {count} consecutive free ports on loopback")
+from tests.servers import free_ports
 
 
 @pytest.fixture(scope="session")

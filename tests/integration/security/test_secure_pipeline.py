@@ -15,8 +15,8 @@ from pipeline.feeds import FeedRegistry, FeedSpec
 from pipeline.kafka import client_config, read_topics
 from pipeline.security.acl import WORKER, producer_grants, worker_grants
 from pipeline.topics import DEADLETTER, RAW, partner_raw_topic
-from tests.integration.conftest import free_port
 from tests.integration.security.conftest import as_principal
+from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 
