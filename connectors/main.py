@@ -40,9 +40,9 @@ def run_connector(kind_name: str, settings: Settings, connect: ConnectSettings) 
     metrics = create_connector_metrics(registry, __version__)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=registry)
-    directory = DirectoryView(settings).start()
-    if not directory.wait_ready(60):
-        raise TimeoutError("the control topics could not be read within 60s")
+    directory = DirectoryView(settings)
+    directory.on_failure = metrics.control_read_failures.inc
+    directory.start().require_ready(60)
     kind = KINDS[kind_name](connect, SecretStore(connect.secrets_dir))
     runner = Runner(kind, settings, connect, metrics, directory)
     lag = LagMonitor(settings, group_id(settings, kind_name), runner.topics, metrics.consumer_lag).start()

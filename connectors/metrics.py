@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from pipeline.metrics import control_read_failures
+
 _DELIVERY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
@@ -26,6 +28,7 @@ class ConnectorMetrics:
     queued: Gauge
     paused: Gauge
     consumer_lag: Gauge
+    control_read_failures: Counter
     build: Info
 
 
@@ -85,6 +88,7 @@ def create_connector_metrics(registry: CollectorRegistry, version: str = "") -> 
             ["group", "topic", "partition"],
             registry=registry,
         ),
+        control_read_failures=control_read_failures(registry),
         build=Info("cwn_build", "Version of the running pipeline.", registry=registry),
     )
     metrics.build.info({"version": version})

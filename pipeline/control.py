@@ -42,6 +42,10 @@ from pipeline.topics import (
 
 log = logging.getLogger(__name__)
 
+# After a failed read the view waits this long before reading again, doubling up to the last.
+_RETRY_FIRST = 0.5
+_RETRY_LAST = 30.0
+
 ASN_MANIFEST = "asn/manifest"
 
 
@@ -130,6 +134,11 @@ class DirectoryView:
     no alert is routed against a partial directory. Afterwards changes apply as they arrive. An
     invalid directory (for example overlapping constituencies) is logged and the last valid
     index stays in force.
+
+    A failed read (the cluster away, a timeout) never stops the view: it is logged and counted
+    (`failures`, `failure`, `on_failure`), and the view reads again from the record after the
+    last one it applied, waiting 0.5 s and doubling up to 30 s between attempts. Meanwhile the
+    index in force stays, and a view not ready yet stays not ready.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -142,10 +151,18 @@ class DirectoryView:
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="directory-view", daemon=True)
+        self._positions: dict[tuple[str, int], int] = {}
+        self._reading = False
+        self._dirty = False  # records applied to the state but not published yet
         self.version = 0
         self.error: str | None = None
+        #: Failed attempts at reading the control topics, and the last one's error.
+        self.failures = 0
+        self.failure: str | None = None
         #: Called from the reading thread after each change that took effect.
         self.on_change: Callable[[], None] | None = None
+        #: Called from the reading thread after each failed attempt, before it waits to read again.
+        self.on_failure: Callable[[], None] | None = None
 
     @property
     def index(self) -> RoutingIndex:
@@ -178,16 +195,42 @@ class DirectoryView:
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
 
+    def require_ready(self, timeout: float) -> None:
+        """Wait until ready; raise TimeoutError, with the last read's error, if not in `timeout` s."""
+        if not self._ready.wait(timeout):
+            cause = f" (last error: {self.failure})" if self.failure else ""
+            raise TimeoutError(f"the control topics could not be read within {timeout:.0f}s{cause}")
+
     def _run(self) -> None:
+        delay = _RETRY_FIRST
+        while not self._stop.is_set():
+            try:
+                self._follow()
+            except Exception as exc:  # noqa: BLE001 - any failure: the view reads again, never stops
+                self.failures += 1
+                self.failure = f"{type(exc).__name__}: {exc}"
+                log.warning("Reading the control topics failed, again in %.1fs: %s", delay, self.failure)
+                if self.on_failure is not None:
+                    self.on_failure()
+                if self._reading:
+                    delay = _RETRY_FIRST
+                self._stop.wait(delay)
+                delay = min(delay * 2, _RETRY_LAST)
+
+    def _follow(self) -> None:
+        """Read the four topics from where the view stands (their start, at first) and keep
+        reading until stopped; raises whatever the client raises."""
+        self._reading = False
         topics = {self._settings.topic(kind): kind for kind in (MEMBERS, SUBSCRIPTIONS, FEEDS, ENRICHMENT)}
         consumer = make_reader(self._settings, **{"enable.partition.eof": True})
         try:
-            behind = assign_from_start(consumer, topics, watermarks(self._settings, topics))
-            if not behind:
+            edges = watermarks(self._settings, topics)
+            behind = assign_from_start(consumer, topics, edges, self._positions)
+            if not behind and (self._dirty or not self._ready.is_set()):
                 self._publish()
-            dirty = False
             while not self._stop.is_set():
                 messages = consumer.consume(5000, timeout=0.2)
+                self._reading = True
                 for message in messages:
                     error = message.error()
                     if error is not None:
@@ -196,17 +239,15 @@ class DirectoryView:
                             continue
                         raise KafkaException(error)
                     self._state.apply(topics[message.topic()], message.key(), message.value())
-                    dirty = True
-                if dirty and not behind and not messages:
+                    self._positions[(message.topic(), message.partition())] = message.offset() + 1
+                    self._dirty = True
+                if self._dirty and not behind and not messages:
                     self._publish()
-                    dirty = False
-        except Exception:
-            log.exception("The directory view stopped reading the control topics")
-            raise
         finally:
             consumer.close()
 
     def _publish(self) -> None:
+        self._dirty = False
         try:
             self._feeds = self._state.feeds()
         except FeedsError as exc:
@@ -236,8 +277,7 @@ def read_control(settings: Settings, timeout: float = 30.0) -> DirectoryView:
     and enrichment rules in force."""
     view = DirectoryView(settings).start()
     try:
-        if not view.wait_ready(timeout):
-            raise TimeoutError(f"the control topics could not be read within {timeout:.0f}s")
+        view.require_ready(timeout)
         return view
     finally:
         view.stop()

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from pipeline.settings import Settings
@@ -181,12 +181,32 @@ def delete_topics(settings: Settings, names: Iterable[str], timeout: float = 60.
 
 
 def _wait_for_metadata(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """Wait until every topic of `names` is known with a leader for each partition: a topic the
+    controller has made is not served at once, and a read before that fails (NOT_LEADER)."""
     deadline = time.monotonic() + timeout
     pending = set(names)
     while pending and time.monotonic() < deadline:
-        pending -= set(admin.list_topics(timeout=timeout).topics)
+        topics = admin.list_topics(timeout=timeout).topics
+        pending = {name for name in pending if not _served(topics.get(name))}
         if pending:
             time.sleep(0.2)
+
+
+_TRANSIENT = frozenset({"NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE", "UNKNOWN_TOPIC_OR_PART"})
+
+
+def _transient(error: KafkaError) -> bool:
+    """An error that goes away by itself while a partition's leadership settles."""
+    return error.retriable() or error.name() in _TRANSIENT
+
+
+def _served(topic: Any) -> bool:
+    return (
+        topic is not None
+        and topic.error is None
+        and bool(topic.partitions)
+        and all(p.leader >= 0 and p.error is None for p in topic.partitions.values())
+    )
 
 
 def list_topics(settings: Settings, prefix: str = "") -> list[str]:
@@ -203,7 +223,11 @@ def assign_from_start(
     return the (topic, partition) pairs that hold records past that point, i.e. those to read
     until their end-of-partition event. `edges` are the partitions' watermarks (`watermarks`)."""
     start = start or {}
+    topics = list(topics)
     metadata = consumer.list_topics(timeout=30).topics
+    missing = sorted(t for t in topics if t not in metadata)
+    if missing:
+        raise LookupError(f"topics not found on the cluster: {', '.join(missing)}")
     assignment = [
         TopicPartition(t, p, start.get((t, p), OFFSET_BEGINNING))
         for t in topics
@@ -266,16 +290,25 @@ def watermarks(
     partition costs a round trip each, and there is a topic per member.
     """
     admin = make_admin(settings)  # must outlive its futures
+    deadline = time.monotonic() + timeout
     metadata = admin.list_topics(timeout=timeout).topics
     partitions = [TopicPartition(t, p) for t in topics if t in metadata for p in metadata[t].partitions]
     if not partitions:
         return {}
-    edges = []
-    for spec in (OffsetSpec.earliest(), OffsetSpec.latest()):
-        futures = admin.list_offsets(dict.fromkeys(partitions, spec), request_timeout=timeout)
-        edges.append({(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()})
-    low, high = edges
-    return {key: (low[key], high[key]) for key in high}
+    while True:
+        try:
+            edges = []
+            for spec in (OffsetSpec.earliest(), OffsetSpec.latest()):
+                futures = admin.list_offsets(dict.fromkeys(partitions, spec), request_timeout=timeout)
+                edges.append({(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()})
+            low, high = edges
+            return {key: (low[key], high[key]) for key in high}
+        except KafkaException as exc:
+            # A partition just made (or just moved) is in the metadata a moment before its
+            # leader serves it.
+            if not _transient(exc.args[0]) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def count_records(settings: Settings, topics: list[str]) -> dict[str, int]:

@@ -38,6 +38,7 @@ class Metrics:
     dedup_keys: Gauge
     dedup_expired: Counter
     transactions: Counter
+    control_read_failures: Counter
     build: Info
 
 
@@ -143,10 +144,22 @@ def create_metrics(registry: CollectorRegistry, version: str = "") -> Metrics:
             ["stage", "outcome"],
             registry=registry,
         ),
+        control_read_failures=control_read_failures(registry),
         build=Info("cwn_build", "Version of the running pipeline.", registry=registry),
     )
     metrics.build.info({"version": version})
     return metrics
+
+
+def control_read_failures(registry: CollectorRegistry) -> Counter:
+    """Failed attempts at reading the control topics (`DirectoryView.on_failure`); workers and
+    connectors both export it, so one alert covers every process that routes or delivers."""
+    return Counter(
+        "cwn_control_read_failures_total",
+        "Failed attempts at reading the control topics; the directory, feeds and rules in force "
+        "stay until a read succeeds.",
+        registry=registry,
+    )
 
 
 def observe_many(histogram: Histogram, value: float, count: int) -> None:

@@ -43,6 +43,7 @@ def run_worker(settings: Settings) -> None:
         metrics.directory_version.set(directory.version)
 
     directory.on_change = on_directory_change
+    directory.on_failure = metrics.control_read_failures.inc
     directory.start()
     inputs = [settings.topic(RAW), settings.topic(NORMALISED)]
     lag = LagMonitor(settings, settings.group_id, lambda: inputs, metrics.consumer_lag).start()

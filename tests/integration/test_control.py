@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from pipeline.control import (
+    DirectoryView,
     publish_asn,
     publish_feeds,
     publish_members,
@@ -20,13 +21,13 @@ from pipeline.control import (
     remove_member,
 )
 from pipeline.demo.feed import PRODUCER, FeedRecord, demo_feeds
-from pipeline.demo.run import Worker, member_topics, produce_feed
+from pipeline.demo.run import Worker, cleanup_namespace, member_topics, produce_feed
 from pipeline.directory import Constituency, Directory, Member, Subscription
 from pipeline.feeds import FeedRegistry, FeedSpec
-from pipeline.kafka import read_topics
+from pipeline.kafka import ensure_topics, read_topics
 from pipeline.rules import load_rules
 from pipeline.settings import Settings
-from pipeline.topics import DEADLETTER
+from pipeline.topics import DEADLETTER, pipeline_topics
 from tests.integration.conftest import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -86,6 +87,28 @@ def test_import_and_read_back(settings: Settings) -> None:
                        "subscriptions_removed": 0}  # fmt: skip
     assert list(read_directory(settings)) == members
     assert publish_members(settings, members)["topics_created"] == 0  # idempotent
+
+
+def test_a_view_outlasts_missing_control_topics_and_reads_them_once_made(settings: Settings) -> None:
+    """A worker started before the control topics exist (the import Job has not run) is not
+    ready and says why, and it reads the directory once it is imported: it never gives up."""
+    early = settings.model_copy(update={"namespace": f"{settings.namespace}-early"})  # no topics yet
+    view = DirectoryView(early)
+    failures: list[str | None] = []
+    view.on_failure = lambda: failures.append(view.failure)
+    view.start()
+    try:
+        with pytest.raises(TimeoutError, match=r"last error: LookupError: topics not found.*-early\.cwn"):
+            view.require_ready(3)
+        assert failures and view.failures == len(failures)
+        members = [energy_member(f"e{n}", n) for n in range(3)]
+        ensure_topics(early, pipeline_topics(early))
+        publish_members(early, members)
+        view.require_ready(60)  # it may be ready between the topics and the import: then it follows
+        wait_for(lambda: list(view.index.directory) == members)
+    finally:
+        view.stop()
+        cleanup_namespace(early, early.namespace + ".")
 
 
 def test_changes_apply_live_without_restart(settings: Settings, pipeline: Pipeline) -> None:
