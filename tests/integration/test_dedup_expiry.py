@@ -10,15 +10,14 @@ from typing import Literal
 
 import pytest
 
-from pipeline.demo.feed import FeedRecord, demo_feeds
+from pipeline.demo.feed import FeedRecord
 from pipeline.demo.run import Worker, produce_feed
 from pipeline.kafka import read_topics
-from pipeline.normalise import Limits, normalise
 from pipeline.settings import Settings
 from pipeline.topics import dedup_changelog, dedup_eos_changelog
 from tests.integration.conftest import Pipeline
 from tests.integration.test_exactly_once import members_and_feed
-from tests.integration.test_pipeline import wait_processing
+from tests.integration.test_pipeline import normalised, wait_processing
 
 pytestmark = pytest.mark.integration
 
@@ -46,9 +45,7 @@ def swept_state(settings: Settings, worker: Worker, timeout: float = 60) -> tupl
 
 def observed_before(records: list[FeedRecord], moment: datetime) -> tuple[set[str], set[str]]:
     """The fingerprints of `records` observed before `moment`, and those observed after it."""
-    now, limits = datetime.now(UTC), Limits(512 * 1024)
-    parsed = (normalise(r.value, dict(r.headers), demo_feeds(), limits, now) for r in records)
-    alerts = [alert for p in parsed for alert in p.alerts]
+    alerts = [alert for _, parsed in normalised(records) for alert in parsed.alerts]
     return (
         {a["fingerprint"] for a in alerts if a["time_observation"] < moment},
         {a["fingerprint"] for a in alerts if a["time_observation"] >= moment},

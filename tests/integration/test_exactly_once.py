@@ -6,22 +6,20 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 from confluent_kafka import IsolationLevel, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
-from pipeline.demo.feed import FeedRecord, SampleFeed, demo_feeds
+from pipeline.demo.feed import FeedRecord, SampleFeed
 from pipeline.demo.run import cleanup_namespace, produce_feed, wait_settled
 from pipeline.directory import Directory, generate_members
 from pipeline.kafka import ensure_topics, make_admin, read_topics
-from pipeline.normalise import Limits, normalise
 from pipeline.serde import alert_codec
 from pipeline.settings import Settings
 from pipeline.topics import DEADLETTER, ENRICHED, NORMALISED, dedup_eos_changelog, pipeline_topics
 from tests.integration.conftest import Pipeline
-from tests.integration.test_pipeline import delivered, expected_outcome, join_and_leave
+from tests.integration.test_pipeline import delivered, expected_outcome, join_and_leave, normalised
 
 pytestmark = pytest.mark.integration
 
@@ -68,9 +66,7 @@ def enriched_committed(settings: Settings) -> int:
 
 
 def fingerprints_of(records: list[FeedRecord]) -> set[str]:
-    now, limits = datetime.now(UTC), Limits(512 * 1024)
-    parsed = (normalise(r.value, dict(r.headers), demo_feeds(), limits, now) for r in records)
-    return {alert["fingerprint"] for p in parsed for alert in p.alerts}
+    return {alert["fingerprint"] for _, parsed in normalised(records) for alert in parsed.alerts}
 
 
 def records_on(settings: Settings, name: str) -> list[bytes]:

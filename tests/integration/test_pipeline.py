@@ -6,6 +6,7 @@ import shutil
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import orjson
@@ -17,6 +18,7 @@ from pipeline.directory import Directory, generate_members
 from pipeline.enrich import enrich
 from pipeline.kafka import count_committed, count_records, ensure_topics, read_topics
 from pipeline.normalise import Limits, normalise
+from pipeline.parsers import Parsed
 from pipeline.routing import RoutingIndex, route
 from pipeline.serde import alert_codec
 from pipeline.settings import Settings
@@ -26,20 +28,25 @@ from tests.integration.conftest import Pipeline
 pytestmark = pytest.mark.integration
 
 
+def normalised(
+    records: list[FeedRecord], max_message_bytes: int = 512 * 1024
+) -> Iterator[tuple[FeedRecord, Parsed]]:
+    """Each record with what the pure normaliser makes of it, under the sample feeds' registry."""
+    limits, feeds, now = Limits(max_message_bytes), demo_feeds(), datetime.now(UTC)
+    for record in records:
+        yield record, normalise(record.value, dict(record.headers), feeds, limits, now)
+
+
 def expected_outcome(
     records: list[FeedRecord], directory: Directory, settings: Settings
 ) -> tuple[set[tuple[str, str]], Counter]:
     """What the pipeline must produce, from the pure functions: (fingerprint, member) pairs and
     the dead letters as (original bytes, field)."""
     index = RoutingIndex(directory)
-    limits = Limits(settings.max_message_bytes)
-    feeds = demo_feeds()
-    now = datetime.now(UTC)
     seen: set[str] = set()
     pairs: set[tuple[str, str]] = set()
     dead: Counter = Counter()
-    for record in records:
-        parsed = normalise(record.value, dict(record.headers), feeds, limits, now)
+    for record, parsed in normalised(records, settings.max_message_bytes):
         for rejected in parsed.rejected:
             dead[(record.value, rejected.field)] += 1
         for alert in parsed.alerts:

@@ -24,7 +24,8 @@ def promtool(*args: str) -> subprocess.CompletedProcess:
 def test_promtool_checks_the_rules():
     checked = promtool("check", "rules", str(RULES))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 10 rules found" in checked.stdout
+    written = sum(len(g["rules"]) for g in yaml.safe_load(RULES.read_text())["groups"])
+    assert f"SUCCESS: {written} rules found" in checked.stdout
 
 
 def test_promtool_unit_tests_pass():
