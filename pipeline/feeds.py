@@ -55,9 +55,10 @@ class _Model(BaseModel):
 class CsvMapping(_Model):
     """How the columns of one CSV feed become alert fields.
 
-    Each line is one record; a line equal to the column names (a repeated header) and lines
-    starting with `comment` are skipped and counted. Times without an offset are read as UTC
-    with `time_format` (strptime) when given, otherwise as RFC 3339 or epoch seconds.
+    Each row is one record (a quoted cell may span lines); a row equal to the column names (a
+    repeated header) and rows starting with `comment` are skipped and counted. Times without an
+    offset are read as UTC with `time_format` (strptime) when given, otherwise as RFC 3339 or
+    epoch seconds.
     """
 
     columns: tuple[str, ...] = Field(min_length=1)

@@ -4,11 +4,15 @@ The mapping lives in `feeds.yaml` (see `pipeline.feeds.CsvMapping`): the columns
 which alert field each column fills, constants (typically the RSIT class and type), and which
 columns are indicators. A payload may hold one row or many; a repeated header row and comment
 lines are skipped and counted, a row with the wrong number of columns is rejected by line.
+A quoted cell may span lines (RFC 4180): it keeps its line breaks, and its row is named by
+the line it starts on. Only CR, LF and CRLF end a line, so other Unicode line separators
+inside a cell stay part of it.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,10 +35,20 @@ def parse(payload: bytes, context: ParseContext) -> Parsed:
         raise Rejected("format", "csv needs a feed whose declaration has a csv mapping")
     body = text_of(payload)
     try:
-        rows = list(enumerate(csv.reader(body.splitlines(), delimiter=mapping.delimiter), start=1))
+        rows = _rows(body, mapping.delimiter)
     except csv.Error as exc:
         raise Rejected("payload", f"not CSV: {exc}") from None
     return each(((f"line {n}", row) for n, row in rows if row), lambda row: [_row(row, mapping, context)])
+
+
+def _rows(body: str, delimiter: str) -> list[tuple[int, list[str]]]:
+    """Each row with the line it starts on (a quoted cell may run over several lines)."""
+    reader = csv.reader(io.StringIO(body, newline=""), delimiter=delimiter)
+    rows, line = [], 1
+    for row in reader:
+        rows.append((line, row))
+        line = reader.line_num + 1
+    return rows
 
 
 def _row(row: list[str], mapping: CsvMapping, context: ParseContext) -> Alert:

@@ -2,8 +2,9 @@
 
 Line formats (Suricata EVE, IntelMQ, CEF, CSV, alert JSON lines) send one record per line, so
 that a bad line is dead-lettered alone and the normaliser's location (`line 1` of its record)
-maps back to the file's line. A STIX bundle is one record; a MISP export holding a list of
-events sends each event as its own record. Blank lines are not sent.
+maps back to the file's line. A CSV row whose quoted cell spans lines is one record, from the
+line it starts on. A STIX bundle is one record; a MISP export holding a list of events sends
+each event as its own record. Blank lines are not sent.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ class UsageError(ValueError):
 def split_records(data: bytes, fmt: str) -> Iterator[FileRecord]:
     """The records a file of format `fmt` is sent as."""
     if fmt in LINE_FORMATS and not (fmt == "alert-json" and data.lstrip()[:1] == b"["):
+        rows = _csv_rows(data) if fmt == "csv" else enumerate(data.splitlines(), start=1)
         index = 0
-        for number, line in enumerate(data.splitlines(), start=1):
+        for number, line in rows:
             if line.strip():
                 index += 1
                 yield FileRecord(line, number, index)
@@ -48,6 +50,34 @@ def split_records(data: bytes, fmt: str) -> Iterator[FileRecord]:
         return
     if data.strip():
         yield FileRecord(data, None, 1)
+
+
+def _csv_rows(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """The rows of a CSV file, each with the line it starts on and without its line break.
+
+    A line break after an odd number of quotes in the row so far is inside a quoted cell
+    (RFC 4180 doubles a quote inside a cell, which keeps the count even), so the row goes on. A
+    quote left open at the end runs to the end of the file: the normaliser then names that row.
+    """
+    row: list[bytes] = []
+    start = quotes = 0
+    for number, line in enumerate(data.splitlines(keepends=True), start=1):
+        if not row:
+            start = number
+        row.append(line)
+        quotes += line.count(b'"')
+        if quotes % 2 == 0:
+            yield start, _without_break(b"".join(row))
+            row, quotes = [], 0
+    if row:
+        yield start, _without_break(b"".join(row))
+
+
+def _without_break(line: bytes) -> bytes:
+    for end in (b"\r\n", b"\n", b"\r"):
+        if line.endswith(end):
+            return line[: -len(end)]
+    return line
 
 
 def sniff_file_format(data: bytes) -> str | None:
