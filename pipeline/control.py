@@ -222,7 +222,7 @@ class DirectoryView:
         reading until stopped; raises whatever the client raises."""
         self._reading = False
         topics = {self._settings.topic(kind): kind for kind in (MEMBERS, SUBSCRIPTIONS, FEEDS, ENRICHMENT)}
-        consumer = make_reader(self._settings, **{"enable.partition.eof": True})
+        consumer = make_reader(self._settings, **{"enable.partition.eof": True, "fetch.wait.max.ms": 100})
         try:
             edges = watermarks(self._settings, topics)
             behind = assign_from_start(consumer, topics, edges, self._positions)
@@ -241,7 +241,9 @@ class DirectoryView:
                     self._state.apply(topics[message.topic()], message.key(), message.value())
                     self._positions[(message.topic(), message.partition())] = message.offset() + 1
                     self._dirty = True
-                if self._dirty and not behind and not messages:
+                # Caught up for the first time: publish at once. Later, wait for a quiet poll,
+                # so that an import's burst of records becomes one new index, not hundreds.
+                if self._dirty and not behind and (not messages or not self._ready.is_set()):
                     self._publish()
         finally:
             consumer.close()
