@@ -478,6 +478,13 @@ def bench(
     recovery_keys: Annotated[
         int, typer.Option(help="Dedup keys the killed worker must replay in the recovery test.")
     ] = 1_000_000,
+    rebalance_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds of load at 50% while a worker joins and another leaves; 0 leaves it out.",
+        ),
+    ] = 30.0,
 ) -> None:
     """Measure the pipeline against raw Kafka pass-through on the local broker (or KAFKA_BOOTSTRAP),
     or with `--suite routing` the routing cost per alert for 100, 1,152 and 10,000 members."""
@@ -507,6 +514,7 @@ def bench(
         loads=shares,
         state_keys=state_keys,
         recovery_keys=recovery_keys,
+        rebalance_seconds=rebalance_seconds,
         workers=workers,
     )
     result = run_bench(settings(), options, lambda text: err.print(text))

@@ -25,6 +25,7 @@ from typing import Any
 
 from pipeline.bench import measure
 from pipeline.bench.passthrough import aiokafka_passthrough, confluent_fanout, confluent_passthrough
+from pipeline.bench.rebalance import rebalance
 from pipeline.control import publish_feeds, publish_members
 from pipeline.demo.feed import FeedRecord, SampleFeed, demo_feeds
 from pipeline.demo.main import local_broker
@@ -57,6 +58,7 @@ class BenchOptions:
     loads: tuple[float, ...] = (0.25, 0.5, 0.8)
     state_keys: int = 1_000_000
     recovery_keys: int = 1_000_000
+    rebalance_seconds: float = 30.0
     workers: int = 1
     timeout: float = 900.0
 
@@ -395,6 +397,13 @@ def run_bench(base: Settings, options: BenchOptions, say: Say) -> dict[str, Any]
                 )
                 pids = [w.process.pid for w in workers if w.process]
                 result["peak_rss_bytes"] = {"pipeline_worker": max(map(measure.peak_rss_bytes, pids))}
+                if options.rebalance_seconds:
+                    rate = throughput / 2
+                    say(f"rebalance: a worker joins, then one leaves, at {rate:.1f} alerts/s...")
+                    moving = feed.records(max(3, round(rate * options.rebalance_seconds)))
+                    result["rebalance"] = rebalance(
+                        settings, workers[0], directory, moving, rate, open_loop, options.timeout
+                    )
                 say(f"recovery: SIGKILL with {options.recovery_keys} dedup keys to replay...")
                 result["recovery"] = recovery(
                     settings, workers[0], feed, options.recovery_keys, options.timeout

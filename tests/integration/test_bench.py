@@ -17,7 +17,7 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
     result = cwn(
         settings.model_copy(update={"namespace": "", "session_timeout_seconds": 6}),
         "bench", "--json", "--alerts", "1500", "--latency-seconds", "1", "--loads", "50",
-        "--state-keys", "20000", "--recovery-keys", "20000",
+        "--state-keys", "20000", "--recovery-keys", "20000", "--rebalance-seconds", "12",
         timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()[-3000:]
@@ -37,6 +37,11 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
         assert 0 < level["p50"] <= level["p99"] <= level["p99.9"]
         assert 0 < level["to_normalised_p50"] <= level["to_normalised_p99"]
     assert report["peak_rss_bytes"]["pipeline_worker"] > 0
+    moves = report["rebalance"]
+    assert moves["lost_alerts"] == moves["lost_deliveries"] == 0 and moves["deliveries"] > 0
+    assert moves["joined_at_s"] <= moves["joiner_ready_at_s"] <= moves["left_at_s"]
+    assert moves["rate"] == pytest.approx(pipeline["alerts_per_s"] / 2, abs=0.1)
+    assert 0 < moves["p50"] <= moves["p99"] <= moves["p99.9"] <= moves["max"]
     assert report["dedup_state_bytes_per_1m_keys"] > 0
     recovery = report["recovery"]
     assert recovery["keys"] == 20000

@@ -13,3 +13,9 @@ def test_bench_refuses_latency_levels_that_are_not_percentages(loads: str) -> No
     result = CliRunner().invoke(app, ["bench", "--loads", loads])
     assert result.exit_code == 2
     assert "--loads" in result.output
+
+
+def test_bench_refuses_a_negative_rebalance_phase() -> None:
+    result = CliRunner().invoke(app, ["bench", "--rebalance-seconds", "-1"])
+    assert result.exit_code == 2
+    assert "--rebalance-seconds" in result.output

@@ -1,0 +1,153 @@
+"""The bench's scale-out phase: a second worker joins a running group, then the first leaves,
+under an open-loop load, and what the moves cost.
+
+Every figure comes from the broker, not from the workers' counters (the worker that leaves
+takes its counters with it): the alerts sent, the alerts normalised, the enriched stream
+routed again offline (what members are owed) and the member topics (what they got).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pipeline.bench import measure
+from pipeline.demo.feed import FeedRecord
+from pipeline.demo.run import Worker, free_port, member_topics, remove_state
+from pipeline.directory import Directory
+from pipeline.kafka import count_records, read_topics
+from pipeline.routing import RoutingIndex, route
+from pipeline.serde import alert_codec
+from pipeline.settings import Settings
+from pipeline.topics import ENRICHED, NORMALISED
+
+
+def rebalance(
+    settings: Settings,
+    leaving: Worker,
+    directory: Directory,
+    records: Sequence[FeedRecord],
+    rate: float,
+    send: Callable[[Settings, Sequence[FeedRecord], float], dict[str, float]],
+    timeout: float,
+) -> dict[str, Any]:
+    """Send `records` at `rate` alerts/s with `send` (an open loop); a third of the way in a new
+    worker joins the group of `leaving`, and once it is ready and two thirds are sent, `leaving`
+    stops (SIGTERM: a clean leave, as a scale-down or a rolling update does it).
+
+    Returns delivery latency over the whole phase, when the moves happened, and their cost:
+    `lost_alerts` (sent, never normalised), `lost_deliveries` (owed by routing, never on a
+    member topic) and `repeated_deliveries` (at least once may write a batch in flight twice).
+    Raises if anything was lost.
+    """
+    topics = member_topics(settings)
+    normalised, enriched = settings.topic(NORMALISED), settings.topic(ENRICHED)
+    start = measure.end_offsets(settings, [*topics, normalised, enriched])
+    seconds = len(records) / rate
+    sent: dict[str, float] = {}
+    sender = threading.Thread(target=lambda: sent.update(send(settings, records, rate)), name="bench-send")
+    began, began_wall = time.monotonic(), time.time()
+    sender.start()
+    joining = Worker(settings, "bench-join", free_port(), settings.state_dir / "logs")
+    try:
+        time.sleep(max(0.0, began + seconds / 3 - time.monotonic()))
+        joined_at = time.monotonic() - began
+        joining.start().wait_ready(timeout)
+        ready_at = time.monotonic() - began
+        time.sleep(max(0.0, began + 2 * seconds / 3 - time.monotonic()))
+        left_at = time.monotonic() - began
+        leaving.stop()
+        sender.join()
+        before = sum(offset for (topic, _), offset in start.items() if topic == normalised)
+        _wait_quiet(settings, [*topics, normalised, enriched], normalised, before + len(records), timeout)
+        moves = (began_wall + joined_at, began_wall + left_at)
+        outcome = _outcome(settings, directory, start, sent, moves)
+    finally:
+        joining.stop()
+        remove_state(joining)
+    if outcome["lost_alerts"] or outcome["lost_deliveries"]:
+        raise RuntimeError(f"alerts were lost while workers joined and left: {outcome}")
+    return {
+        "rate": round(rate, 1),
+        "seconds": round(seconds, 1),
+        "joined_at_s": round(joined_at, 1),
+        "joiner_ready_at_s": round(ready_at, 1),
+        "left_at_s": round(left_at, 1),
+        **outcome,
+    }
+
+
+def _wait_quiet(settings: Settings, topics: list[str], first: str, least: int, timeout: float) -> None:
+    """Until topic `first` holds at least `least` records and no topic of `topics` has grown
+    for three seconds: the survivor has caught up."""
+    deadline = time.monotonic() + timeout
+    previous, quiet_since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        now = count_records(settings, topics)
+        if now != previous:
+            previous, quiet_since = now, time.monotonic()
+        elif now[first] >= least and time.monotonic() - quiet_since >= 3.0:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"the pipeline did not settle within {timeout:.0f}s after the moves")
+
+
+def _since(start: dict[tuple[str, int], int], topics: set[str]) -> dict[tuple[str, int], int]:
+    return {key: offset for key, offset in start.items() if key[0] in topics}
+
+
+def _outcome(
+    settings: Settings,
+    directory: Directory,
+    start: dict[tuple[str, int], int],
+    sent: dict[str, float],
+    moves: tuple[float, float],
+) -> dict[str, Any]:
+    """Latency overall and by when the alert was sent (before the join, between the join and
+    the leave, after the leave), and what was lost or repeated."""
+    codec = alert_codec()
+    normalised, enriched = settings.topic(NORMALISED), settings.topic(ENRICHED)
+    normalised_ids = {
+        codec.decode(m.value())["id"]
+        for m in read_topics(settings, [normalised], 120, _since(start, {normalised}))
+    }
+    index = RoutingIndex(directory)
+    owed = set()
+    for message in read_topics(settings, [enriched], 120, _since(start, {enriched})):
+        alert = codec.decode(message.value())
+        if alert["id"] in sent:
+            owed.update((alert["id"], d.member_id) for d in route(alert, index))
+    members = {topic for topic, _ in start} - {normalised, enriched}
+    prefix = len(settings.topic("cwn.deliver."))
+    got = [
+        ((m.key() or b"").decode(), m.topic()[prefix:], m.timestamp()[1] / 1000)
+        for m in read_topics(settings, sorted(members), 120, _since(start, members))
+    ]
+    pairs = {(alert_id, member) for alert_id, member, _ in got}
+    # (send time, latency in ms) of each delivery
+    timed = [(sent[key], (stamp - sent[key]) * 1000) for key, _, stamp in got if key in sent]
+    joined, left = moves
+    phases = {
+        "before_join": [ms for at, ms in timed if at < joined],
+        "joining": [ms for at, ms in timed if joined <= at < left],
+        "after_leave": [ms for at, ms in timed if at >= left],
+    }
+    return {
+        "deliveries": len(got),
+        **_percentiles([ms for _, ms in timed]),
+        "by_phase": {phase: _percentiles(values) for phase, values in phases.items()},
+        "lost_alerts": len(set(sent) - normalised_ids),
+        "lost_deliveries": len(owed - pairs),
+        "repeated_deliveries": len(got) - len(pairs),
+    }
+
+
+def _percentiles(latencies: list[float]) -> dict[str, float]:
+    return {
+        "p50": round(measure.percentile(latencies, 50), 1),
+        "p99": round(measure.percentile(latencies, 99), 1),
+        "p99.9": round(measure.percentile(latencies, 99.9), 1),
+        "max": round(max(latencies, default=float("nan")), 1),
+    }
