@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email
-import random
-import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,28 +20,7 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-
-def free_ports(count: int = 1) -> int:
-    """The first of `count` consecutive free loopback ports, below the ephemeral range.
-
-    A port the kernel hands out for port 0 comes from the range it also gives to outgoing
-    connections, so any client (the other test process's included) could take it before the
-    server binds it; a random port below that range is only ever taken by another server.
-    """
-    for _ in range(200):
-        port = random.randrange(10_000, 32_000 - count)
-        try:
-            for offset in range(count):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port + offset))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError(f"no {count} consecutive free ports on loopback")
-
-
-def free_port() -> int:
-    return free_ports(1)
+from pipeline.demo.run import free_port
 
 
 @dataclass

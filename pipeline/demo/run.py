@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -124,10 +125,27 @@ class Worker:
         self.stop(signal.SIGKILL)
 
 
+def free_ports(count: int = 1) -> int:
+    """The first of `count` consecutive free loopback ports, below the ephemeral range.
+
+    A port the kernel hands out for port 0 comes from the range it also gives to outgoing
+    connections, so any client could take it before the server binds it; a random port below
+    that range is only ever taken by another server.
+    """
+    for _ in range(200):
+        port = random.randrange(10_000, 32_000 - count)
+        try:
+            for offset in range(count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port + offset))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError(f"no {count} consecutive free ports on loopback")
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)
 
 
 @contextlib.contextmanager

@@ -18,13 +18,12 @@ import pytest
 from pipeline.broker import LocalBroker
 from pipeline.control import publish_feeds, publish_members
 from pipeline.demo.feed import demo_feeds
-from pipeline.demo.run import Worker, cleanup_namespace, remove_state
+from pipeline.demo.run import Worker, cleanup_namespace, free_port, free_ports, remove_state
 from pipeline.directory import Directory
 from pipeline.feeds import FeedRegistry
 from pipeline.kafka import ensure_topics
 from pipeline.settings import Settings
 from pipeline.topics import pipeline_topics
-from tests.servers import free_port, free_ports
 
 pytestmark = pytest.mark.integration
 

@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 
 from pipeline.broker import LocalBroker
-from pipeline.demo.run import produce_feed
+from pipeline.demo.run import free_ports, produce_feed
 from pipeline.kafka import ensure_topics
 from pipeline.settings import Settings
 from pipeline.topics import ENRICHED, pipeline_topics
 from tests.integration.conftest import Pipeline
 from tests.integration.test_exactly_once import members_and_feed, records_on
 from tests.integration.test_pipeline import delivered, expected_outcome, wait_processing
-from tests.servers import free_ports
 
 pytestmark = pytest.mark.integration
 

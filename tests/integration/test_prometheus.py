@@ -16,10 +16,9 @@ import pytest
 import yaml
 
 from pipeline.demo.feed import SampleFeed
-from pipeline.demo.run import produce_feed, wait_settled
+from pipeline.demo.run import free_port, produce_feed, wait_settled
 from pipeline.directory import Directory, generate_members
 from tests.integration.conftest import Pipeline
-from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 

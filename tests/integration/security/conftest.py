@@ -11,12 +11,11 @@ import pytest
 from pydantic import SecretStr
 
 from pipeline.broker import LocalBroker
-from pipeline.demo.run import cleanup_namespace
+from pipeline.demo.run import cleanup_namespace, free_ports
 from pipeline.kafka import ensure_topics
 from pipeline.security.provision import CredentialStore, Provisioner
 from pipeline.settings import Settings
 from pipeline.topics import pipeline_topics
-from tests.servers import free_ports
 
 
 @pytest.fixture(scope="session")

@@ -9,14 +9,13 @@ from confluent_kafka import KafkaError, Producer
 
 from pipeline.control import publish_feeds, publish_members
 from pipeline.demo.feed import PRODUCER, SampleFeed, demo_feeds
-from pipeline.demo.run import Worker, produce_feed, remove_state, wait_settled
+from pipeline.demo.run import Worker, free_port, produce_feed, remove_state, wait_settled
 from pipeline.directory import Directory, generate_members
 from pipeline.feeds import FeedRegistry, FeedSpec
 from pipeline.kafka import client_config, read_topics
 from pipeline.security.acl import WORKER, producer_grants, worker_grants
 from pipeline.topics import DEADLETTER, RAW, partner_raw_topic
 from tests.integration.security.conftest import as_principal
-from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 
