@@ -21,7 +21,7 @@ from pipeline.kafka import count_records, read_topics
 from pipeline.routing import RoutingIndex, route
 from pipeline.serde import alert_codec
 from pipeline.settings import Settings
-from pipeline.topics import ENRICHED, NORMALISED
+from pipeline.topics import ENRICHED, NORMALISED, member_topic_prefix
 
 
 def rebalance(
@@ -120,7 +120,7 @@ def _outcome(
         if alert["id"] in sent:
             owed.update((alert["id"], d.member_id) for d in route(alert, index))
     members = {topic for topic, _ in start} - {normalised, enriched}
-    prefix = len(settings.topic("cwn.deliver."))
+    prefix = len(member_topic_prefix(settings))
     got = [
         ((m.key() or b"").decode(), m.topic()[prefix:], m.timestamp()[1] / 1000)
         for m in read_topics(settings, sorted(members), 120, _since(start, members))
