@@ -43,7 +43,8 @@ def create_app(
     """
     app = faust_transport.App(
         settings.group_id,
-        fetch_wait_ms=settings.fetch_wait_ms,
+        settings=settings,
+        on_restored=metrics.dedup_restored.inc,
         broker=f"kafka://{settings.bootstrap}",
         broker_credentials=faust_credentials(settings),
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",

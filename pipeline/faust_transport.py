@@ -1,4 +1,5 @@
-"""Faust with a consumer that asks the broker for new records at most `fetch_wait_ms` ahead.
+"""Faust, changed in two places: a consumer that asks the broker for new records at most
+`fetch_wait_ms` ahead, and table recovery that reads the bulk of a changelog in batches.
 
 Faust creates its aiokafka consumer with a fixed 1.5 s fetch wait. aiokafka sends one fetch
 per broker for the partitions that have nothing buffered; a partition that becomes fetchable
@@ -6,14 +7,35 @@ while such a fetch is held by the broker (its buffered records were just consume
 that fetch to expire. On a pipeline whose stages read each other's output, those waits add up
 to half a second and more on a quiet stream. A short wait bounds them; the broker still answers
 at once when records arrive.
+
+Faust replays a table's changelog one event at a time through its stream machinery, about
+9,000 records/s here: a worker that lost its local state (a new node, an empty volume) took two
+minutes per million dedup keys before it processed anything. `Recovery` first reads each
+assigned changelog partition up to the end Faust has just measured with a confluent-kafka
+consumer, in batches written to RocksDB with their offsets, as Faust itself writes them, and
+then lets Faust go on from there: only what is left, if anything, takes the slow path.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import faust
+from faust.stores.rocksdb import Store as RocksDBStore
+from faust.tables import TableManager as FaustTableManager
+from faust.tables.recovery import Recovery as FaustRecovery
 from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
+
+from pipeline.kafka import read_partitions
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class ConsumerThread(driver.AIOKafkaConsumerThread):
@@ -32,12 +54,138 @@ class Transport(driver.Transport):
     Consumer = Consumer
 
 
-class App(faust.App):
-    """A Faust app whose worker consumer uses `fetch_wait_ms`."""
+class _Message(NamedTuple):
+    tp: TP
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes | None
 
-    def __init__(self, *args: Any, fetch_wait_ms: int = 20, **kwargs: Any) -> None:
-        self.fetch_wait_ms = fetch_wait_ms
+
+class _Event(NamedTuple):
+    """The part of a Faust event that `Store.apply_changelog_batch` reads."""
+
+    message: _Message
+
+
+def restore_in_bulk(
+    settings: Settings, store: RocksDBStore, topic: str, spans: dict[int, tuple[int, int]],
+    stop: Callable[[], bool], on_batch: Callable[[int], None] = lambda n: None,
+) -> int:  # fmt: skip
+    """Apply the changelog records of `topic` in each partition's (first, last) offset span to
+    `store`, batch after batch, each batch with the offsets it reached, until every span is read
+    or `stop()` is true; `on_batch` is told each batch's size once it is written. Returns how
+    many records were applied."""
+    applied = 0
+    start = {p: first for p, (first, _) in spans.items()}
+    last = {p: end for p, (_, end) in spans.items()}
+    for records in read_partitions(settings, topic, start, last, stop):
+        events = [
+            _Event(_Message(TP(topic, m.partition()), m.partition(), m.offset(), m.key(), m.value()))
+            for m in records
+        ]
+        store.apply_changelog_batch(events, to_key=None, to_value=None)
+        on_batch(len(records))
+        applied += len(records)
+    return applied
+
+
+class Recovery(FaustRecovery):
+    """Faust's recovery, with the changelog of each active RocksDB table partition first read
+    in bulk (`restore_in_bulk`) from the offset the store holds to the end Faust measured.
+
+    The bulk read runs on a thread, so the event loop stays free, and stops when Faust's
+    recovery restarts or is cancelled (a new rebalance) or after half of Faust's wait for this
+    step; a bulk read never runs beside another. What it has written stays, with its offsets,
+    and Faust's own replay begins where it stopped.
+    """
+
+    def __init__(
+        self, *args: Any, settings: Settings, on_restored: Callable[[int], None], **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self._settings, self._on_restored = settings, on_restored
+        self._bulk = threading.Lock()
+
+    async def _build_offsets(self, consumer: Any, tps: set[TP], destination: Any, title: str) -> None:
+        if title == "active":
+            await self._restore_actives(tps, destination)
+        await super()._build_offsets(consumer, tps, destination, title)
+
+    async def _restore_actives(self, tps: set[TP], offsets: Any) -> None:
+        work: dict[tuple[Any, str], dict[int, tuple[int, int]]] = {}
+        for tp in tps:
+            table, end, held = self.tp_to_table[tp], self.active_highwaters.get(tp), offsets.get(tp)
+            first = 0 if held is None or held < 0 else held + 1
+            if isinstance(table.data, RocksDBStore) and end is not None and end >= first:
+                work.setdefault((table.data, tp.topic), {})[tp.partition] = (first, end)
+        if not work:
+            return
+        stopped = threading.Event()
+        budget = time.monotonic() + float(self.app.conf.broker_request_timeout) / 2
+
+        def stop() -> bool:
+            return stopped.is_set() or time.monotonic() > budget
+
+        def run() -> int:
+            applied = 0
+            with self._bulk:
+                for (store, topic), spans in work.items():
+                    applied += restore_in_bulk(self._settings, store, topic, spans, stop, self._on_restored)
+            return applied
+
+        began = time.monotonic()
+        try:
+            applied = await asyncio.get_running_loop().run_in_executor(None, run)
+        except BaseException:
+            stopped.set()  # cancelled by a new rebalance: the thread ends after its batch
+            raise
+        seconds, left = time.monotonic() - began, 0
+        for (store, topic), spans in work.items():
+            for partition, (_, end) in spans.items():
+                tp = TP(topic, partition)
+                held = store.persisted_offset(tp)
+                if held is not None:
+                    offsets[tp] = held
+                left += end - (held if held is not None else -1)
+        log.info(
+            "Read %d changelog records in bulk in %.1fs (%.0f/s); up to %d offsets left to replay",
+            applied, seconds, applied / max(seconds, 1e-6), left,
+        )  # fmt: skip
+
+
+class TableManager(FaustTableManager):
+    """Faust's table manager with `Recovery` above."""
+
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            app = self.app
+            self._recovery = Recovery(
+                app,
+                self,
+                beacon=self.beacon,
+                loop=self.loop,
+                settings=app.cwn_settings,
+                on_restored=app.on_restored,
+            )
+        return self._recovery
+
+
+class App(faust.App):
+    """A Faust app whose worker consumer uses the settings' `fetch_wait_ms` and whose tables
+    recover through `Recovery`, which tells `on_restored` how many records it read in bulk."""
+
+    def __init__(
+        self,
+        *args: Any,
+        settings: Settings,
+        on_restored: Callable[[int], None] = lambda n: None,
+        **kwargs: Any,
+    ) -> None:
+        self.cwn_settings, self.on_restored = settings, on_restored
+        self.fetch_wait_ms = settings.fetch_wait_ms
+        super().__init__(*args, TableManager=TableManager, **kwargs)
 
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)

@@ -7,7 +7,7 @@ are given in one place.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -279,6 +279,51 @@ def iter_topics(
                 yield message
     finally:
         consumer.close()
+
+
+def read_partitions(
+    settings: Settings,
+    topic: str,
+    start: dict[int, int],
+    last: dict[int, int] | None = None,
+    stop: Callable[[], bool] = lambda: False,
+    batch: int = 10_000,
+) -> Iterator[list[Any]]:
+    """The committed records of some partitions of `topic`, in batches of up to `batch`: each
+    partition from its offset in `start` (OFFSET_BEGINNING for its first record) until its end,
+    or until its offset in `last` (inclusive) where `last` names it.
+
+    Reading ends early, between batches, once `stop()` is true. Records come in offset order
+    within a partition; a batch may mix partitions.
+    """
+    if not start:
+        return
+    last = last or {}
+    behind = set(start)
+    reader = make_reader(settings)
+    try:
+        reader.assign([TopicPartition(topic, p, offset) for p, offset in start.items()])
+        while behind and not stop():
+            # A short wait: the consumer waits it out whenever fewer than `batch` records are
+            # left, which is every partition's last batch.
+            records = []
+            for message in reader.consume(batch, timeout=0.2):
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(error)
+                    behind.discard(message.partition())
+                    continue
+                partition = message.partition()
+                if partition not in behind:
+                    continue  # past its `last`, fetched with the batch that reached it
+                records.append(message)
+                if partition in last and message.offset() >= last[partition]:
+                    behind.discard(partition)
+            if records:
+                yield records
+    finally:
+        reader.close()
 
 
 def watermarks(

@@ -37,6 +37,7 @@ class Metrics:
     consumer_lag: Gauge
     dedup_keys: Gauge
     dedup_expired: Counter
+    dedup_restored: Counter
     transactions: Counter
     control_read_failures: Counter
     build: Info
@@ -135,6 +136,12 @@ def create_metrics(registry: CollectorRegistry, version: str = "") -> Metrics:
             "cwn_dedup_expired_total",
             "Fingerprints forgotten by the dedup table's sweep: their last sighting was more than two "
             "windows ago.",
+            registry=registry,
+        ),
+        dedup_restored=Counter(
+            "cwn_dedup_restored_total",
+            "Changelog records of the dedup state read back in bulk when partitions are assigned "
+            "(a worker that lost its local state, or took partitions over from another).",
             registry=registry,
         ),
         transactions=Counter(

@@ -35,7 +35,7 @@ from connectors.core import Outcome
 from connectors.member_topic import MemberRecords
 from pipeline.control import DirectoryView
 from pipeline.dedupe import Verdict, expired, observe_alert
-from pipeline.kafka import make_consumer, make_producer, make_reader
+from pipeline.kafka import make_consumer, make_producer, read_partitions
 from pipeline.metrics import Metrics
 from pipeline.normalise import Limits
 from pipeline.producer import Record
@@ -166,27 +166,15 @@ class ChangelogState:
         if not wanted:
             return 0
         tables: dict[int, dict[bytes, bytes]] = {p: {} for p in wanted}
-        reader = make_reader(self._settings)
         read = 0
-        try:
-            reader.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in wanted])
-            behind = set(wanted)
-            while behind:
-                for message in reader.consume(10_000, timeout=1.0):
-                    error = message.error()
-                    if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            behind.discard(message.partition())
-                            continue
-                        raise KafkaException(error)
-                    table, key, value = tables[message.partition()], message.key(), message.value()
-                    if value is None:
-                        table.pop(key, None)
-                    else:
-                        table[key] = value
-                    read += 1
-        finally:
-            reader.close()
+        for records in read_partitions(self._settings, self.topic, dict.fromkeys(wanted, OFFSET_BEGINNING)):
+            for message in records:
+                table, key, value = tables[message.partition()], message.key(), message.value()
+                if value is None:
+                    table.pop(key, None)
+                else:
+                    table[key] = value
+            read += len(records)
         self._partitions.update(tables)
         return read
 
@@ -406,6 +394,7 @@ class TransactionalLoop:
             self.state.keep_only(numbers)
             started = time.monotonic()
             read = self.state.restore(numbers)
+            self.metrics.dedup_restored.inc(read)
             if read:
                 log.info(
                     "%s: restored %d state records in %.1fs", self.stage, read, time.monotonic() - started

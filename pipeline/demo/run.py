@@ -124,6 +124,16 @@ class Worker:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
+    def dump(self, settle: float = 1.0) -> None:
+        """Have a running worker log every thread's stack (SIGUSR1) and, at least once, where
+        each asyncio task waits and its consumer's partition states (SIGUSR2): the first look at
+        a worker that stopped making progress."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        for sig in (signal.SIGUSR1, signal.SIGUSR2):
+            self.process.send_signal(sig)
+        time.sleep(settle)
+
 
 def free_ports(count: int = 1) -> int:
     """The first of `count` consecutive free loopback ports, below the ephemeral range.
