@@ -94,10 +94,10 @@ class Recovery(FaustRecovery):
     """Faust's recovery, with the changelog of each active RocksDB table partition first read
     in bulk (`restore_in_bulk`) from the offset the store holds to the end Faust measured.
 
-    The bulk read runs on a thread, so the event loop stays free, and stops when Faust's
-    recovery restarts or is cancelled (a new rebalance) or after half of Faust's wait for this
-    step; a bulk read never runs beside another. What it has written stays, with its offsets,
-    and Faust's own replay begins where it stopped.
+    The bulk read runs on a thread, so the event loop stays free, and stops between batches
+    when a new rebalance begins or after half of Faust's wait for this step (past it, Faust
+    would give the recovery up); a bulk read never runs beside another. What it has written
+    stays, with its offsets, and Faust's own replay begins where it stopped.
     """
 
     def __init__(
@@ -123,9 +123,12 @@ class Recovery(FaustRecovery):
             return
         stopped = threading.Event()
         budget = time.monotonic() + float(self.app.conf.broker_request_timeout) / 2
+        rebalances = self.app.rebalancing_count
 
         def stop() -> bool:
-            return stopped.is_set() or time.monotonic() > budget
+            # A new rebalance counts at once, before partitions are revoked and their
+            # databases closed: no batch is written for a partition this worker gave up.
+            return stopped.is_set() or self.app.rebalancing_count != rebalances or time.monotonic() > budget
 
         def run() -> int:
             applied = 0

@@ -61,9 +61,11 @@ class Settings(BaseSettings):
         default=90.0,
         ge=15,
         le=3600,
-        description="Exactly once: a Kafka client call that has not returned after this long ends "
-        "the worker (exit 70) for its orchestrator to restart it; the client itself gives up on a "
-        "call after two thirds of it.",
+        description="A worker that makes no progress for this long ends itself (exit 70) for its "
+        "orchestrator to restart it. At least once: a partition it holds has had records waiting "
+        "and no new commit (judged from the lag measured every 10 s, while the worker is ready). "
+        "Exactly once: a Kafka client call has not returned; the client itself gives up on a call "
+        "after two thirds of it.",
     )
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         default="at_least_once",

@@ -7,6 +7,8 @@ import faulthandler
 import logging
 import signal
 import threading
+import time
+from collections.abc import Callable
 
 import faust
 from prometheus_client import CollectorRegistry, start_http_server
@@ -16,7 +18,7 @@ from pipeline.agents import fatal
 from pipeline.app import create_app
 from pipeline.control import DirectoryView
 from pipeline.kafka import list_topics
-from pipeline.lag import LagMonitor
+from pipeline.lag import LagMonitor, Partition, Progress
 from pipeline.metrics import Metrics, create_metrics
 from pipeline.process import settle_heap, start_process
 from pipeline.producer import AsyncProducer
@@ -25,6 +27,9 @@ from pipeline.topics import NORMALISED, RAW
 from pipeline.transactional import run_loops, stage_loops
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two measurements of the workers' consumer lag.
+_LAG_INTERVAL = 10.0
 
 
 def run_worker(settings: Settings) -> None:
@@ -46,7 +51,7 @@ def run_worker(settings: Settings) -> None:
     directory.on_failure = metrics.control_read_failures.inc
     directory.start()
     inputs = [settings.topic(RAW), settings.topic(NORMALISED)]
-    lag = LagMonitor(settings, settings.group_id, lambda: inputs, metrics.consumer_lag).start()
+    lag = LagMonitor(settings, settings.group_id, lambda: inputs, metrics.consumer_lag, _LAG_INTERVAL).start()
     if settings.processing_guarantee == "exactly_once":
         try:
             _run_transactional(settings, metrics, directory)
@@ -57,7 +62,9 @@ def run_worker(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     producers = (AsyncProducer(settings), AsyncProducer(settings))
     partner_topics = list_topics(settings, settings.topic(RAW) + ".")
+    inputs += partner_topics
     app = create_app(settings, metrics, directory, producers, partner_topics)
+    lag.on_measure = watch_progress(settings, lambda: registry.get_sample_value("cwn_worker_ready") == 1, app)
     worker = faust.Worker(
         app,
         loglevel=settings.log_level,
@@ -73,6 +80,35 @@ def run_worker(settings: Settings) -> None:
             producer.close()
         lag.stop()
         directory.stop()
+
+
+def watch_progress(
+    settings: Settings, ready: Callable[[], bool], app: faust.App
+) -> Callable[[dict[Partition, tuple[int, int]]], None]:
+    """What to do with each lag measurement at least once: end the worker (exit 70, for its
+    orchestrator to restart it) when a partition it holds has had records waiting, and no new
+    commit, for `stall_seconds` while it reported ready.
+
+    A worker can hold its partitions and process nothing (README, known limitations); Faust
+    has no watchdog of its own, and nothing is lost by a restart: processing resumes from the
+    last commit.
+    """
+    progress = Progress(settings.stall_seconds, gap=3 * _LAG_INTERVAL)
+
+    def held() -> set[Partition]:
+        try:
+            return {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+        except RuntimeError:  # the assignment changed while being read: judge nothing this time
+            return set()
+
+    def on_measure(measured: dict[Partition, tuple[int, int]]) -> None:
+        stalled = progress.observe(time.monotonic(), measured, held() if ready() else set())
+        if stalled:
+            faulthandler.dump_traceback(all_threads=True)
+            waits = ", ".join(f"{t}[{p}] {s:.0f}s" for (t, p), s in sorted(stalled.items()))
+            fatal(f"records wait with no commit on partitions this worker holds: {waits}")
+
+    return on_measure
 
 
 def _run_transactional(settings: Settings, metrics: Metrics, directory: DirectoryView) -> None:

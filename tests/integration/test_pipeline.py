@@ -113,6 +113,7 @@ def test_ten_thousand_alerts_exactly(settings: Settings, pipeline: Pipeline) -> 
     assert metrics['cwn_records_out_total{stage="route"}'] == len(expected_pairs)
     assert metrics["cwn_directory_members"] == 150
     assert metrics["cwn_end_to_end_latency_seconds_count"] == len(expected_pairs)
+    assert "Acting on the consumer lag failed" not in worker.log_path.read_text()  # the progress watch
 
 
 def test_restart_mid_stream_keeps_dedup_state(settings: Settings, pipeline: Pipeline) -> None:
