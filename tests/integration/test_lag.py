@@ -11,7 +11,10 @@ from pipeline.lag import LagMonitor, Progress
 from pipeline.topics import RAW
 
 
-def test_lag_is_what_the_group_has_not_committed(settings):
+def group_behind(settings) -> tuple[str, str, Consumer]:
+    """Ten records on each of the raw topic's three partitions, and the pipeline's group
+    committed at 4 on partition 0, at the end of partition 1, nowhere on partition 2; with the
+    group's consumer that committed, open for more."""
     topic = settings.topic(RAW)
     producer = make_producer(settings)
     for n in range(30):
@@ -20,6 +23,11 @@ def test_lag_is_what_the_group_has_not_committed(settings):
     group = settings.group_id
     committer = Consumer(client_config(settings) | {"group.id": group, "enable.auto.commit": False})
     committer.commit(offsets=[TopicPartition(topic, 0, 4), TopicPartition(topic, 1, 10)], asynchronous=False)
+    return topic, group, committer
+
+
+def test_lag_is_what_the_group_has_not_committed(settings):
+    topic, group, committer = group_behind(settings)
     committer.close()
     registry = CollectorRegistry()
     gauge = Gauge("cwn_consumer_lag_records", "lag", ["group", "topic", "partition"], registry=registry)
@@ -42,14 +50,7 @@ def test_a_held_partition_with_records_waiting_and_no_commit_is_found_stalled(se
     """The monitor's measurements, fed to `Progress` as the worker does: the partition whose
     commit stands still behind waiting records is found, the caught-up one and the one not held
     are not, and a commit starts the clock again."""
-    topic = settings.topic(RAW)
-    producer = make_producer(settings)
-    for n in range(30):
-        producer.produce(topic, b"x", partition=n % 3)
-    assert producer.flush(30) == 0
-    group = settings.group_id
-    committer = Consumer(client_config(settings) | {"group.id": group, "enable.auto.commit": False})
-    committer.commit(offsets=[TopicPartition(topic, 0, 4), TopicPartition(topic, 1, 10)], asynchronous=False)
+    topic, group, committer = group_behind(settings)
     gauge = Gauge(
         "cwn_consumer_lag_records", "lag", ["group", "topic", "partition"], registry=CollectorRegistry()
     )
