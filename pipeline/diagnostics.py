@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,33 @@ def dump_tasks(app: Any) -> None:
     )
 
 
+_installed: list[tuple[asyncio.AbstractEventLoop, Any]] = []
+
+
 def install(loop: asyncio.AbstractEventLoop, app: Any) -> None:
-    """Log the await chain of every task and the consumer's partition states on SIGUSR2."""
+    """Log the await chain of every task and the consumer's partition states on SIGUSR2, or
+    when another thread asks (`dump_from_thread`)."""
     loop.add_signal_handler(signal.SIGUSR2, dump_tasks, app)
+    _installed[:] = [(loop, app)]
+
+
+def dump_from_thread(timeout: float = 2.0) -> bool:
+    """From a thread other than the event loop's: have the loop log what SIGUSR2 logs, and wait
+    up to `timeout` for it. False if it was not logged (nothing installed, or the loop is
+    blocked or closed)."""
+    if not _installed:
+        return False
+    loop, app = _installed[0]
+    done = threading.Event()
+
+    def dump() -> None:
+        try:
+            dump_tasks(app)
+        finally:
+            done.set()
+
+    try:
+        loop.call_soon_threadsafe(dump)
+    except RuntimeError:  # the loop is closed
+        return False
+    return done.wait(timeout)

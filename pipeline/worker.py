@@ -13,7 +13,7 @@ from collections.abc import Callable
 import faust
 from prometheus_client import CollectorRegistry, start_http_server
 
-from pipeline import __version__
+from pipeline import __version__, diagnostics
 from pipeline.agents import fatal
 from pipeline.app import create_app
 from pipeline.control import DirectoryView
@@ -105,6 +105,7 @@ def watch_progress(
         stalled = progress.observe(time.monotonic(), measured, held() if ready() else set())
         if stalled:
             faulthandler.dump_traceback(all_threads=True)
+            diagnostics.dump_from_thread()  # the tasks' waits and the consumer's partition states
             waits = ", ".join(f"{t}[{p}] {s:.0f}s" for (t, p), s in sorted(stalled.items()))
             fatal(f"records wait with no commit on partitions this worker holds: {waits}")
 
