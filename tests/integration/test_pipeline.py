@@ -11,12 +11,15 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from confluent_kafka import Consumer
+from prometheus_client import CollectorRegistry, Gauge
 
 from pipeline.demo.feed import BAD_FIELDS, FeedRecord, SampleFeed, demo_feeds
 from pipeline.demo.run import Worker, cleanup_namespace, member_topics, produce_feed, wait_settled
 from pipeline.directory import Directory, generate_members
 from pipeline.enrich import enrich
-from pipeline.kafka import count_committed, count_records, ensure_topics, read_topics
+from pipeline.kafka import client_config, count_committed, count_records, ensure_topics, read_topics
+from pipeline.lag import LagMonitor
 from pipeline.normalise import Limits, normalise
 from pipeline.parsers import Parsed
 from pipeline.routing import RoutingIndex, route
@@ -283,25 +286,46 @@ def wait_processing(worker: Worker, records: int, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
+def behind(settings: Settings) -> dict[tuple[str, int], int]:
+    """Records of each input partition (raw and normalised) that the pipeline's group has not
+    committed, from the broker."""
+    inputs = [settings.topic(RAW), settings.topic(NORMALISED)]
+    gauge = Gauge("lag", "lag", ["group", "topic", "partition"], registry=CollectorRegistry())
+    monitor = LagMonitor(settings, settings.group_id, lambda: inputs, gauge)
+    consumer = Consumer(client_config(settings) | {"group.id": settings.group_id})
+    try:
+        return {key: lag for key, (_, lag) in monitor.measure(consumer).items()}
+    finally:
+        consumer.close()
+
+
 def wait_until_quiet(settings: Settings, worker: Worker, ingested: int, timeout: float = 300) -> None:
-    """Wait until every raw record is normalised or dead-lettered and no stage's counters move for
-    three seconds."""
+    """Wait until every raw record is normalised or dead-lettered, the group has committed
+    every input record, and no stage's counters move for three seconds.
+
+    The commits matter: counters also stand still while partitions move between workers,
+    with normalised records waiting for their new owner.
+    """
     topics = [
         settings.topic(RAW),
         settings.topic(NORMALISED),
         settings.topic(ENRICHED),
         settings.topic(DEADLETTER),
     ]
+    exact = settings.processing_guarantee == "exactly_once"  # offsets also hold commit markers
     deadline = time.monotonic() + timeout
     previous, quiet = None, 0
     while quiet < 3:
         if time.monotonic() > deadline:
             worker.dump()
             raise TimeoutError(f"the pipeline did not settle: {previous}; see {worker.log_path}")
-        exact = settings.processing_guarantee == "exactly_once"  # offsets also hold commit markers
         counts = (count_committed if exact else count_records)(settings, topics)
         state = (counts, {k: v for k, v in worker.scrape().items() if k.startswith("cwn_records_")})
-        done = counts[topics[0]] == ingested and counts[topics[1]] + counts[topics[3]] >= ingested
+        done = (
+            counts[topics[0]] == ingested
+            and counts[topics[1]] + counts[topics[3]] >= ingested
+            and all(lag <= (1 if exact else 0) for lag in behind(settings).values())
+        )
         quiet = quiet + 1 if done and state == previous else 0
         previous = state
         time.sleep(1)
