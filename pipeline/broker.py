@@ -266,7 +266,9 @@ class LocalBroker:
             scram = ["--add-scram", f"SCRAM-SHA-512=[name={ADMIN_USER},password={self.admin_password}]"]
             fmt = subprocess.run(
                 self._java(jars, "kafka.tools.StorageTool", "format", "--standalone",
-                           "-t", cluster_id, "-c", str(config), "--ignore-formatted",
+                           # One argument: an id starting with "-" (1 in 64) is otherwise
+                           # read as an option.
+                           f"--cluster-id={cluster_id}", "-c", str(config), "--ignore-formatted",
                            *(scram if self.secure else [])),
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
