@@ -465,7 +465,11 @@ def demo(
 def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     suite: Annotated[
-        str, typer.Option(help="pipeline: the pipeline on Kafka; routing: routing cost against member count.")
+        str,
+        typer.Option(
+            help="pipeline: the pipeline on Kafka; routing: routing cost against member count; "
+            "produce: what the fan-out's writes cost the client and the broker."
+        ),
     ] = "pipeline",
     alerts: Annotated[int, typer.Option(help="Corpus size (alerts in the raw topic).")] = 50_000,
     members: Annotated[int, typer.Option(help="Synthetic members in the directory.")] = 1152,
@@ -487,16 +491,25 @@ def bench(
     ] = 30.0,
 ) -> None:
     """Measure the pipeline against raw Kafka pass-through on the local broker (or KAFKA_BOOTSTRAP),
-    or with `--suite routing` the routing cost per alert for 100, 1,152 and 10,000 members."""
+    with `--suite routing` the routing cost per alert for 100, 1,152 and 10,000 members, or with
+    `--suite produce` the CPU per record of the fan-out's writes, for each Kafka client and for
+    the broker, against the same writes to one topic (`--members` topics, `--latency-seconds`
+    per writer)."""
     from pipeline.bench.run import BenchOptions, run_bench
 
-    if suite not in ("pipeline", "routing"):
-        err.print(f"[red]Unknown suite {suite!r}[/red]: pipeline or routing.")
+    if suite not in ("pipeline", "routing", "produce"):
+        err.print(f"[red]Unknown suite {suite!r}[/red]: pipeline, routing or produce.")
         raise typer.Exit(2)
-    if suite == "routing":
-        from pipeline.bench.routing import run_routing_suite
+    if suite in ("routing", "produce"):
+        if suite == "routing":
+            from pipeline.bench.routing import run_routing_suite
 
-        result = run_routing_suite(say=lambda text: err.print(text))
+            result = run_routing_suite(say=lambda text: err.print(text))
+        else:
+            from pipeline.bench.produce import ProduceLoad, run_produce_suite
+
+            load = ProduceLoad(topics=members, seconds=latency_seconds)
+            result = run_produce_suite(settings(), load, lambda text: err.print(text))
         print_json(result) if as_json else err.print(result)
         return
 

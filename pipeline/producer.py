@@ -88,11 +88,18 @@ class AsyncProducer:
 
     #: Seconds between polls while a batch waits for answers, and while none does.
     BUSY_POLL, IDLE_POLL = 0.001, 0.1
+    #: The client settings every agent's producer adds to `make_producer`'s (`cwn bench
+    #: --suite produce` writes with them too).
+    TUNING: dict[str, Any] = {
+        "linger.ms": 5,
+        "batch.size": 512 * 1024,
+        "queue.buffering.max.messages": 500_000,
+    }
 
     def __init__(self, settings: Settings, **overrides: Any) -> None:
         self._producer = make_producer(
             settings,
-            **{"linger.ms": 5, "batch.size": 512 * 1024, "queue.buffering.max.messages": 500_000} | overrides,
+            **self.TUNING | overrides,
         )
         self._waiting: list[_Acks] = []
         self._pump: asyncio.Task[None] | None = None

@@ -62,3 +62,24 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
     assert eos["peak_rss_bytes"] > 0
     assert eos["recovery"]["keys"] == 20000 and eos["recovery"]["seconds_rebuilding_from_changelog"] > 0
     assert report["r_pipeline_eos"] == pytest.approx(eos["alerts_per_s"] / report["raw_confluent"], abs=1e-3)
+
+
+def test_produce_suite_counts_requests_per_record(settings: Settings) -> None:
+    result = cwn(settings, "bench", "--suite", "produce", "--json", "--members", "60",
+                 "--latency-seconds", "2", timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    report = orjson.loads(result.stdout)
+    assert report["load"]["topics"] == 60
+    planned = round(report["load"]["seconds"] * report["load"]["bursts_per_s"]) * report["load"]["burst"]
+    writers = report["writers"]
+    assert set(writers) == {"confluent_one_topic", "confluent", "aiokafka"}
+    for figures in writers.values():
+        assert figures["records"] == planned  # every record acknowledged, each once
+        assert figures["client_cpu_us_per_record"] > 0
+        assert 0 < figures["ack_p50_ms"] <= figures["ack_p99_ms"]
+    # A burst to one topic travels in a request or two; over distinct partitions librdkafka
+    # sends a request per partition, which is what the suite is there to show.
+    one, spread = writers["confluent_one_topic"], writers["confluent"]
+    assert 0 < one["produce_requests_per_record"] < 0.25 < spread["produce_requests_per_record"] <= 1.0
+    assert writers["aiokafka"]["produce_requests_per_record"] is None
+    assert set(report["client_cpu_vs_one_topic"]) == {"confluent", "aiokafka"}
