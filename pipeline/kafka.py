@@ -267,16 +267,10 @@ def iter_topics(
     try:
         remaining = assign_from_start(consumer, topics, watermarks(settings, topics), start)
         deadline = time.monotonic() + timeout
-        while remaining:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {len(remaining)} partitions did not reach their end")
-            for message in consumer.consume(10_000, timeout=1.0):
-                if message.error():
-                    if message.error().code() == -191:  # _PARTITION_EOF
-                        remaining.discard((message.topic(), message.partition()))
-                        continue
-                    raise KafkaException(message.error())
-                yield message
+        for records in _to_end(consumer, remaining, {}, 10_000, lambda: time.monotonic() <= deadline):
+            yield from records
+        if remaining:
+            raise TimeoutError(f"reading {len(remaining)} partitions did not reach their end")
     finally:
         consumer.close()
 
@@ -298,32 +292,47 @@ def read_partitions(
     """
     if not start:
         return
-    last = last or {}
-    behind = set(start)
+    behind = {(topic, p) for p in start}
+    until = {(topic, p): offset for p, offset in (last or {}).items()}
     reader = make_reader(settings)
     try:
         reader.assign([TopicPartition(topic, p, offset) for p, offset in start.items()])
-        while behind and not stop():
-            # A short wait: the consumer waits it out whenever fewer than `batch` records are
-            # left, which is every partition's last batch.
-            records = []
-            for message in reader.consume(batch, timeout=0.2):
-                error = message.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(error)
-                    behind.discard(message.partition())
-                    continue
-                partition = message.partition()
-                if partition not in behind:
-                    continue  # past its `last`, fetched with the batch that reached it
-                records.append(message)
-                if partition in last and message.offset() >= last[partition]:
-                    behind.discard(partition)
-            if records:
-                yield records
+        yield from _to_end(reader, behind, until, batch, lambda: not stop())
     finally:
         reader.close()
+
+
+def _to_end(
+    reader: Consumer,
+    behind: set[tuple[str, int]],
+    last: dict[tuple[str, int], int],
+    batch: int,
+    more: Callable[[], bool],
+) -> Iterator[list[Any]]:
+    """Batches of an assigned reader's records until every (topic, partition) in `behind` has
+    reached its end, or its offset in `last` (inclusive), or `more()` turns false between
+    batches. `behind` is emptied as partitions finish, so a caller sees what was left unread;
+    a partition's records after its end are left out (fetched with the batch that reached it).
+    """
+    while behind and more():
+        # A short wait: the consumer waits it out whenever fewer than `batch` records are left,
+        # which is every partition's last batch.
+        records = []
+        for message in reader.consume(batch, timeout=0.2):
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(error)
+                behind.discard((message.topic(), message.partition()))
+                continue
+            key = (message.topic(), message.partition())
+            if key not in behind:
+                continue
+            records.append(message)
+            if key in last and message.offset() >= last[key]:
+                behind.discard(key)
+        if records:
+            yield records
 
 
 def watermarks(
