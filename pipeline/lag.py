@@ -72,8 +72,10 @@ class Progress:
 
 
 class LagMonitor:
-    """Keeps `gauge` up to date for `group` over the topics `topics()` names, and gives each
-    measurement ((committed offset, lag) per partition) to `on_measure` when it is set."""
+    """Keeps `gauge` up to date for `group` over the topics `topics()` names and every topic
+    whose name starts with one of `prefixes` (as the cluster lists them at each measurement, so
+    a topic made later is measured too), and gives each measurement ((committed offset, lag)
+    per partition) to `on_measure` when it is set."""
 
     def __init__(
         self,
@@ -82,10 +84,12 @@ class LagMonitor:
         topics: Callable[[], list[str]],
         gauge: Gauge,
         interval: float = 10.0,
+        prefixes: tuple[str, ...] = (),
     ) -> None:
         self._settings = settings
         self._group = group
         self._topics = topics
+        self._prefixes = prefixes
         self._gauge = gauge
         self._interval = interval
         self.on_measure: Callable[[dict[Partition, tuple[int, int]]], None] | None = None
@@ -123,7 +127,13 @@ class LagMonitor:
         """(committed offset, lag) of every partition of the topics, and the gauge set."""
         partitions: list[TopicPartition] = []
         metadata = consumer.list_topics(timeout=10)
-        for topic in self._topics():
+        named = self._topics()
+        found = (
+            [t for t in metadata.topics if t.startswith(self._prefixes) and t not in named]
+            if self._prefixes
+            else []
+        )
+        for topic in [*named, *sorted(found)]:
             described = metadata.topics.get(topic)
             if described is None or described.error is not None:
                 continue

@@ -35,6 +35,7 @@ class Metrics:
     directory_version: Gauge
     ready: Gauge
     consumer_lag: Gauge
+    unread_topics: Gauge
     dedup_keys: Gauge
     dedup_expired: Counter
     dedup_restored: Counter
@@ -124,6 +125,12 @@ def create_metrics(registry: CollectorRegistry, version: str = "") -> Metrics:
             "Records of a partition the consumer group has not committed yet (high watermark minus "
             "committed offset), as measured from the broker.",
             ["group", "topic", "partition"],
+            registry=registry,
+        ),
+        unread_topics=Gauge(
+            "cwn_unread_producer_topics",
+            "Producers' own raw topics on the cluster that this worker does not read: made after it "
+            "started (at least once; a restart reads them).",
             registry=registry,
         ),
         dedup_keys=Gauge(

@@ -82,9 +82,14 @@ def partner_raw_topic(settings: Settings, producer: str) -> str | None:
     return settings.topic(f"{RAW}.{producer}")
 
 
+def partner_topics_prefix(settings: Settings) -> str:
+    """What the names of the producers' own raw topics start with."""
+    return settings.topic(RAW) + "."
+
+
 def producer_of_topic(settings: Settings, topic: str) -> str | None:
     """The producer whose own raw topic `topic` is, or None for any other topic."""
-    prefix = settings.topic(RAW) + "."
+    prefix = partner_topics_prefix(settings)
     return topic[len(prefix) :] if topic.startswith(prefix) and len(topic) > len(prefix) else None
 
 

@@ -23,7 +23,7 @@ from pipeline.metrics import Metrics, create_metrics
 from pipeline.process import settle_heap, start_process
 from pipeline.producer import AsyncProducer
 from pipeline.settings import Settings
-from pipeline.topics import NORMALISED, RAW
+from pipeline.topics import NORMALISED, RAW, partner_topics_prefix
 from pipeline.transactional import run_loops, stage_loops
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,10 @@ def run_worker(settings: Settings) -> None:
     directory.on_failure = metrics.control_read_failures.inc
     directory.start()
     inputs = [settings.topic(RAW), settings.topic(NORMALISED)]
-    lag = LagMonitor(settings, settings.group_id, lambda: inputs, metrics.consumer_lag, _LAG_INTERVAL).start()
+    partner_prefix = partner_topics_prefix(settings)
+    lag = LagMonitor(
+        settings, settings.group_id, lambda: inputs, metrics.consumer_lag, _LAG_INTERVAL, (partner_prefix,)
+    ).start()
     if settings.processing_guarantee == "exactly_once":
         try:
             _run_transactional(settings, metrics, directory)
@@ -61,10 +64,16 @@ def run_worker(settings: Settings) -> None:
         return
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     producers = (AsyncProducer(settings), AsyncProducer(settings))
-    partner_topics = list_topics(settings, settings.topic(RAW) + ".")
-    inputs += partner_topics
+    partner_topics = list_topics(settings, partner_prefix)
     app = create_app(settings, metrics, directory, producers, partner_topics)
-    lag.on_measure = watch_progress(settings, lambda: registry.get_sample_value("cwn_worker_ready") == 1, app)
+    unread = watch_unread(partner_prefix, set(partner_topics), metrics.unread_topics.set)
+    progress = watch_progress(settings, lambda: registry.get_sample_value("cwn_worker_ready") == 1, app)
+
+    def on_measure(measured: dict[Partition, tuple[int, int]]) -> None:
+        unread(measured)
+        progress(measured)
+
+    lag.on_measure = on_measure
     worker = faust.Worker(
         app,
         loglevel=settings.log_level,
@@ -108,6 +117,33 @@ def watch_progress(
             diagnostics.dump_from_thread()  # the tasks' waits and the consumer's partition states
             waits = ", ".join(f"{t}[{p}] {s:.0f}s" for (t, p), s in sorted(stalled.items()))
             fatal(f"records wait with no commit on partitions this worker holds: {waits}")
+
+    return on_measure
+
+
+def watch_unread(
+    prefix: str, read: set[str], count: Callable[[int], None]
+) -> Callable[[dict[Partition, tuple[int, int]]], None]:
+    """What to do with each lag measurement at least once: count the producers' own topics
+    (names starting with `prefix`) the measurement found that this worker does not `read`,
+    and log each such topic once.
+
+    Faust subscribes to the topics that exist when the worker starts, so a producer's topic
+    made later (`cwn feeds import`) waits for the next restart; its records are kept, and
+    show as lag on that topic, but nothing reads them until then.
+    """
+    warned: set[str] = set()
+
+    def on_measure(measured: dict[Partition, tuple[int, int]]) -> None:
+        unread = {topic for topic, _ in measured if topic.startswith(prefix) and topic not in read}
+        count(len(unread))
+        for topic in sorted(unread - warned):
+            log.warning(
+                "Records on %s are not read by this worker: the topic was made after it started. "
+                "Restart the workers to read it (the Helm chart rolls them when its feeds change).",
+                topic,
+            )
+        warned.update(unread)
 
     return on_measure
 

@@ -40,7 +40,7 @@ from pipeline.kafka import (
 from pipeline.routing import RoutingIndex, route
 from pipeline.serde import alert_codec
 from pipeline.settings import Settings
-from pipeline.topics import DEADLETTER, ENRICHED, NORMALISED, RAW, member_topic_prefix
+from pipeline.topics import DEADLETTER, ENRICHED, NORMALISED, RAW, member_topic_prefix, partner_topics_prefix
 
 
 class Worker:
@@ -278,7 +278,7 @@ def summed_metrics(workers: Sequence[Worker]) -> dict[str, float]:
 def snapshot(settings: Settings, workers: Sequence[Worker], topics: list[str]) -> Counts:
     """Counts from the broker's offsets and the workers' metrics (cheap; polled while running)."""
     names = {k: settings.topic(k) for k in (RAW, NORMALISED, DEADLETTER, ENRICHED)}
-    partners = list_topics(settings, settings.topic(RAW) + ".")
+    partners = list_topics(settings, partner_topics_prefix(settings))
     # Under exactly-once, offsets also hold commit markers: count what readers see instead.
     exact = settings.processing_guarantee == "exactly_once"
     counts = (count_committed if exact else count_records)(settings, [*names.values(), *partners, *topics])

@@ -6,9 +6,10 @@ import time
 from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
 from prometheus_client import CollectorRegistry, Gauge
 
-from pipeline.kafka import client_config, make_producer
+from pipeline.directory import Directory, generate_members
+from pipeline.kafka import client_config, ensure_topics, make_producer
 from pipeline.lag import LagMonitor, Progress
-from pipeline.topics import RAW
+from pipeline.topics import RAW, TopicSpec, partner_raw_topic, partner_topic_specs, partner_topics_prefix
 
 
 def group_behind(settings) -> tuple[str, str, Consumer]:
@@ -84,3 +85,58 @@ def test_a_held_partition_with_records_waiting_and_no_commit_is_found_stalled(se
     finally:
         monitor.stop()
         committer.close()
+
+
+def test_topics_under_a_prefix_are_measured_as_they_appear(settings):
+    prefix = partner_topics_prefix(settings)
+    early, late = prefix + "early", prefix + "late"
+    ensure_topics(settings, [TopicSpec(early, 1)])
+    producer = make_producer(settings)
+    for _ in range(3):
+        producer.produce(early, b"x")
+    assert producer.flush(30) == 0
+    gauge = Gauge(
+        "cwn_consumer_lag_records", "lag", ["group", "topic", "partition"], registry=CollectorRegistry()
+    )
+    monitor = LagMonitor(settings, settings.group_id, list, gauge, prefixes=(prefix,))
+    reader = Consumer(client_config(settings) | {"group.id": settings.group_id})
+    try:
+        first = monitor.measure(reader)
+        ensure_topics(settings, [TopicSpec(late, 2)])
+        for _ in range(2):
+            producer.produce(late, b"x", partition=0)
+        assert producer.flush(30) == 0
+        second = monitor.measure(reader)
+    finally:
+        reader.close()
+    assert first == {(early, 0): (OFFSET_INVALID, 3)}
+    assert second == first | {(late, 0): (OFFSET_INVALID, 2), (late, 1): (OFFSET_INVALID, 0)}
+
+
+def test_a_worker_counts_and_names_a_producer_topic_made_after_it_started(pipeline, settings):
+    pipeline.import_members(Directory(generate_members(5)))
+    worker = pipeline.start_worker()
+    assert worker.scrape()["cwn_unread_producer_topics"] == 0
+    topic = partner_raw_topic(settings, "late-partner")
+    ensure_topics(settings, partner_topic_specs(settings, ["late-partner"]))
+    producer = make_producer(settings)
+    producer.produce(topic, b"an alert nobody reads yet", partition=0)
+    assert producer.flush(30) == 0
+    lag_key = f'cwn_consumer_lag_records{{group="{settings.group_id}",partition="0",topic="{topic}"}}'
+    deadline = time.monotonic() + 60
+    while True:
+        samples = worker.scrape()
+        if samples["cwn_unread_producer_topics"] == 1 and samples.get(lag_key) == 1:
+            break
+        assert time.monotonic() < deadline, f"the new producer topic was not counted: {worker.log_path}"
+        time.sleep(1)
+    assert f"Records on {topic} are not read by this worker" in worker.log_path.read_text()
+    # A restart reads it: the worker subscribes to every producer topic it finds at start.
+    worker.stop()
+    restarted = pipeline.start_worker("w1")
+    deadline = time.monotonic() + 60
+    while (samples := restarted.scrape()).get(lag_key) != 0 or samples["cwn_unread_producer_topics"] != 0:
+        assert time.monotonic() < deadline, (
+            f"the restarted worker did not read the topic: {restarted.log_path}"
+        )
+        time.sleep(1)
