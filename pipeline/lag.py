@@ -128,11 +128,7 @@ class LagMonitor:
         partitions: list[TopicPartition] = []
         metadata = consumer.list_topics(timeout=10)
         named = self._topics()
-        found = (
-            [t for t in metadata.topics if t.startswith(self._prefixes) and t not in named]
-            if self._prefixes
-            else []
-        )
+        found = [t for t in metadata.topics if t.startswith(self._prefixes) and t not in named]
         for topic in [*named, *sorted(found)]:
             described = metadata.topics.get(topic)
             if described is None or described.error is not None:
