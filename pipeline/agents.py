@@ -3,8 +3,8 @@
 `normalise` turns raw partner records into alerts keyed by fingerprint; `dispatch` dedupes,
 enriches and routes them. Each agent takes a batch of events (`take_events`), calls the pure
 functions for each and sends its output; the batch's events are let go only once every write
-is acknowledged (`InFlight`: meanwhile the agent goes on with the next batches), and Faust
-commits offsets only for events let go. So at-least-once
+is acknowledged, and in the order they were read (`InFlight`: meanwhile the agent goes on with
+the next batches), and Faust commits offsets only for events let go. So at-least-once
 holds across a crash: a batch is either fully written, or read again after restart. A write
 that cannot be made even after the client's own retries ends the process at once (`fatal`),
 rather than letting the batch be acknowledged without its output; the orchestrator restarts
@@ -89,10 +89,11 @@ class InFlight:
 
     `StageContext.batches` holds each event (one more reference on its message), so Faust's
     own acknowledgement after the batch does not let the offset be committed; `add` lets the
-    events go only once the batch's completion (every write acknowledged) has finished. Faust
-    commits each partition up to its first event not yet let go, so a crash at any point
-    re-reads every batch whose output is not safe. At most `limit` batches are in flight; when
-    the window is full the oldest is awaited, which is the back-pressure.
+    events go only once the batch's completion (every write acknowledged) has finished, and
+    never before every batch added earlier has been let go: events are let go in the order
+    they were read, so a crash at any point re-reads every batch whose output is not safe.
+    At most `limit` batches are in flight; when the window is full the oldest is awaited,
+    which is the back-pressure.
     """
 
     def __init__(self, limit: int = 4) -> None:
@@ -100,8 +101,18 @@ class InFlight:
         self._tasks: collections.deque[asyncio.Future[None]] = collections.deque()
 
     async def add(self, events: list[Any], completion: Awaitable[None]) -> None:
+        earlier = self._tasks[-1] if self._tasks else None
+
         async def settle() -> None:
             await completion
+            # Faust commits a partition up to the first run of consecutive acknowledged
+            # offsets, and lets that run start one past its last commit (or anywhere, when it
+            # has no commit for the partition yet). A later batch let go before an earlier one
+            # would commit past events whose writes are still in flight, and a stop before they
+            # land would lose them. Batches complete out of order when their writes go to
+            # different partitions.
+            if earlier is not None:
+                await earlier
             for event in events:
                 event.ack()
 

@@ -1,5 +1,6 @@
-"""Faust, changed in two places: a consumer that asks the broker for new records at most
-`fetch_wait_ms` ahead, and table recovery that reads the bulk of a changelog in batches.
+"""Faust, changed in three places: a consumer that asks the broker for new records at most
+`fetch_wait_ms` ahead and never commits past a record still in flight, and table recovery
+that reads the bulk of a changelog in batches.
 
 Faust creates its aiokafka consumer with a fixed 1.5 s fetch wait. aiokafka sends one fetch
 per broker for the partitions that have nothing buffered; a partition that becomes fetchable
@@ -22,7 +23,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import faust
@@ -31,6 +32,7 @@ from faust.tables import TableManager as FaustTableManager
 from faust.tables.recovery import Recovery as FaustRecovery
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
+from faust.types.tuples import ack_lock
 
 from pipeline.kafka import read_partitions
 from pipeline.settings import Settings
@@ -49,9 +51,34 @@ class Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    def _filter_committable_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """Faust's offsets to commit, leaving out each partition whose lowest acknowledged
+        offset lies above a record delivered to a stream and not yet acknowledged.
+
+        Faust commits a partition up to the end of its first run of consecutive acknowledged
+        offsets. It lets that run start one past its last commit, or anywhere when it holds no
+        commit for the partition (a new group, or just after a rebalance), so a record still
+        in flight below the run would be committed past, and lost if the worker then stopped
+        before its output was written. Such a partition is committed at a later commit, once
+        the record is acknowledged.
+        """
+        return super()._filter_committable_offsets(held_back(tps, self._acked, self._unacked_messages))
+
 
 class Transport(driver.Transport):
     Consumer = Consumer
+
+
+def held_back(tps: Iterable[TP], acked: Mapping[TP, list[int]], unacked: Iterable[Any]) -> list[TP]:
+    """The partitions of `tps` safe to commit: those whose lowest acknowledged offset (in
+    `acked`) is not above the lowest offset of a message of `unacked` that is not acknowledged."""
+    with ack_lock:  # Faust's own lock on its acknowledgement bookkeeping
+        pending = [(message.tp, message.offset) for message in unacked if not message.acked]
+    lowest: dict[TP, int] = {}
+    for tp, offset in pending:
+        if offset < lowest.get(tp, offset + 1):
+            lowest[tp] = offset
+    return [tp for tp in tps if tp not in lowest or not acked.get(tp) or min(acked[tp]) <= lowest[tp]]
 
 
 class _Message(NamedTuple):

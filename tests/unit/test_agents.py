@@ -1,5 +1,8 @@
 import asyncio
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from pipeline.agents import InFlight
 
 
@@ -11,7 +14,7 @@ class Event:
         self.acked += 1
 
 
-def test_events_are_let_go_only_after_their_writes_and_the_window_is_bounded():
+def test_events_are_let_go_only_after_their_writes_in_order_and_the_window_is_bounded():
     async def scenario():
         loop = asyncio.get_running_loop()
         in_flight = InFlight(limit=2)
@@ -26,9 +29,11 @@ def test_events_are_let_go_only_after_their_writes_and_the_window_is_bounded():
         await asyncio.sleep(0)
         assert not any(e.acked for b in batches for e in b), "let go before its writes were acknowledged"
 
-        writes[1].set_result(None)  # a later batch may finish first: only it is let go
+        # A later batch's writes may finish first: it is still not let go before the earlier one,
+        # or Faust could commit past the earlier batch's offsets.
+        writes[1].set_result(None)
         await asyncio.sleep(0.01)
-        assert [e.acked for e in batches[1]] == [1, 1] and not any(e.acked for e in batches[0])
+        assert not any(e.acked for b in batches[:2] for e in b)
 
         # The window holds two: a third batch waits for the oldest, which is the back-pressure.
         adding = asyncio.ensure_future(in_flight.add(batches[2], completion(2)))
@@ -36,7 +41,7 @@ def test_events_are_let_go_only_after_their_writes_and_the_window_is_bounded():
         assert not adding.done()
         writes[0].set_result(None)
         await asyncio.sleep(0.01)
-        assert adding.done() and [e.acked for e in batches[0]] == [1, 1]
+        assert adding.done() and all(e.acked == 1 for b in batches[:2] for e in b)
         await in_flight.add(batches[3], completion(3))
         for w in writes[2:]:
             w.set_result(None)
@@ -44,3 +49,38 @@ def test_events_are_let_go_only_after_their_writes_and_the_window_is_bounded():
         assert all(e.acked == 1 for b in batches for e in b)
 
     asyncio.run(scenario())
+
+
+class Recorded:
+    """An event that notes, in a shared list, the order in which it was let go."""
+
+    def __init__(self, order: list[int], n: int):
+        self.order, self.n = order, n
+
+    def ack(self):
+        self.order.append(self.n)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 8).flatmap(lambda n: st.permutations(range(n))), st.integers(1, 4))
+def test_batches_are_let_go_in_the_order_they_were_added_whatever_order_their_writes_finish(
+    finishing: list[int], limit: int
+):
+    async def scenario() -> list[int]:
+        loop = asyncio.get_running_loop()
+        in_flight = InFlight(limit=limit)
+        writes = [loop.create_future() for _ in finishing]
+        order: list[int] = []
+        adding = []
+        for n, write in enumerate(writes):
+            adding.append(asyncio.ensure_future(in_flight.add([Recorded(order, n)], write)))
+            await asyncio.sleep(0)
+        for n in finishing:
+            writes[n].set_result(None)
+            await asyncio.sleep(0)
+        await asyncio.gather(*adding)
+        for _ in range(4 * len(writes)):
+            await asyncio.sleep(0)
+        return order
+
+    assert asyncio.run(scenario()) == sorted(finishing)
