@@ -40,7 +40,8 @@ def rebalance(
     worker joins the group of `leaving`, and once it is ready and two thirds are sent, `leaving`
     stops (SIGTERM: a clean leave, as a scale-down or a rolling update does it).
 
-    Returns delivery latency over the whole phase, when the moves happened, and their cost:
+    Returns delivery latency over the whole phase, when the moves happened, how long the leaver
+    took to stop and its exit code (not 0: it was killed after a minute, or failed), and the cost:
     `lost_alerts` (sent, never normalised), `lost_deliveries` (owed by routing, never on a
     member topic) and `repeated_deliveries` (at least once may write a batch in flight twice).
     Raises if anything was lost.
@@ -61,7 +62,8 @@ def rebalance(
         ready_at = time.monotonic() - began
         time.sleep(max(0.0, began + 2 * seconds / 3 - time.monotonic()))
         left_at = time.monotonic() - began
-        leaving.stop()
+        leaver_exit = leaving.stop()
+        stopped_at = time.monotonic() - began
         sender.join()
         before = sum(offset for (topic, _), offset in start.items() if topic == normalised)
         _wait_quiet(settings, [*topics, normalised, enriched], normalised, before + len(records), timeout)
@@ -85,6 +87,8 @@ def rebalance(
         "joined_at_s": round(joined_at, 1),
         "joiner_ready_at_s": round(ready_at, 1),
         "left_at_s": round(left_at, 1),
+        "leaver_stop_s": round(stopped_at - left_at, 1),
+        "leaver_exit_code": leaver_exit,
         **outcome,
     }
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import KafkaError
+
 from pipeline.bench import measure
 from pipeline.bench.passthrough import aiokafka_passthrough, confluent_fanout, confluent_passthrough
 from pipeline.bench.rebalance import rebalance
@@ -234,16 +236,24 @@ def open_loop(settings: Settings, records: Sequence[FeedRecord], rate: float) ->
     while time.monotonic() < warm_until:
         producer.poll(0.05)
     sent: dict[str, float] = {}
+    refused: list[KafkaError] = []
+
+    def report(error: KafkaError | None, _: Any) -> None:
+        if error is not None:
+            refused.append(error)
+
     started = time.monotonic()
     for n, record in enumerate(records):
         delay = started + n / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
         sent[record.alert_id] = time.time()
-        producer.produce(topic, value=record.value, headers=list(record.headers))
+        producer.produce(topic, value=record.value, headers=list(record.headers), on_delivery=report)
         producer.poll(0)
     while producer.flush(1.0):
         pass
+    if refused:  # not the pipeline's loss: the load itself did not arrive
+        raise RuntimeError(f"{len(refused)} of the load's records were refused, the first: {refused[0]!r}")
     return sent
 
 

@@ -40,6 +40,8 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
     moves = report["rebalance"]
     assert moves["lost_alerts"] == moves["lost_deliveries"] == 0 and moves["deliveries"] > 0
     assert moves["joined_at_s"] <= moves["joiner_ready_at_s"] <= moves["left_at_s"]
+    assert moves["leaver_exit_code"] == 0, "the leaving worker stops cleanly on SIGTERM"
+    assert 0 <= moves["leaver_stop_s"] < 60
     assert moves["rate"] == pytest.approx(pipeline["alerts_per_s"] / 2, abs=0.1)
     assert 0 < moves["p50"] <= moves["p99"] <= moves["p99.9"] <= moves["max"]
     assert report["dedup_state_bytes_per_1m_keys"] > 0
