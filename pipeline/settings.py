@@ -67,6 +67,13 @@ class Settings(BaseSettings):
         "Exactly once: a Kafka client call has not returned; the client itself gives up on a call "
         "after two thirds of it.",
     )
+    restart_for_new_topics: bool = Field(
+        default=True,
+        description="At least once, a worker that finds a producer's own raw topic it does not "
+        "read (made after it started, by `cwn feeds import`) stops cleanly (exit 0) for its "
+        "orchestrator to restart it, and the restarted worker reads the topic. Off: it only "
+        "counts and names the topic (`cwn_unread_producer_topics`) until restarted by hand.",
+    )
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         default="at_least_once",
         description="at_least_once: Faust agents, a crash may repeat a batch's writes. exactly_once: "

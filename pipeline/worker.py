@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import faulthandler
 import logging
+import os
 import signal
 import threading
 import time
@@ -66,7 +67,12 @@ def run_worker(settings: Settings) -> None:
     producers = (AsyncProducer(settings), AsyncProducer(settings))
     partner_topics = list_topics(settings, partner_prefix)
     app = create_app(settings, metrics, directory, producers, partner_topics)
-    unread = watch_unread(partner_prefix, set(partner_topics), metrics.unread_topics.set)
+    unread = watch_unread(
+        partner_prefix,
+        set(partner_topics),
+        metrics.unread_topics.set,
+        stop_self if settings.restart_for_new_topics else None,
+    )
     progress = watch_progress(settings, lambda: registry.get_sample_value("cwn_worker_ready") == 1, app)
 
     def on_measure(measured: dict[Partition, tuple[int, int]]) -> None:
@@ -122,30 +128,47 @@ def watch_progress(
 
 
 def watch_unread(
-    prefix: str, read: set[str], count: Callable[[int], None]
+    prefix: str, read: set[str], count: Callable[[int], None], restart: Callable[[], None] | None = None
 ) -> Callable[[dict[Partition, tuple[int, int]]], None]:
     """What to do with each lag measurement at least once: count the producers' own topics
     (names starting with `prefix`) the measurement found that this worker does not `read`,
-    and log each such topic once.
+    log each such topic once, and call `restart` (if given) once, the first time there is one.
 
     Faust subscribes to the topics that exist when the worker starts, so a producer's topic
     made later (`cwn feeds import`) waits for the next restart; its records are kept, and
-    show as lag on that topic, but nothing reads them until then.
+    show as lag on that topic, but nothing reads them until then. A restarted worker lists the
+    topics again, so it reads the new one, and does not restart for it again.
     """
     warned: set[str] = set()
+    restarting = False
+    remedy = (
+        "Stopping the worker: its restart reads them."
+        if restart is not None
+        else "Restart the workers to read it (the Helm chart rolls them when its feeds change)."
+    )
 
     def on_measure(measured: dict[Partition, tuple[int, int]]) -> None:
+        nonlocal restarting
         unread = {topic for topic, _ in measured if topic.startswith(prefix) and topic not in read}
         count(len(unread))
         for topic in sorted(unread - warned):
             log.warning(
-                "Records on %s are not read by this worker: the topic was made after it started. "
-                "Restart the workers to read it (the Helm chart rolls them when its feeds change).",
+                "Records on %s are not read by this worker: the topic was made after it started. %s",
                 topic,
+                remedy,
             )
         warned.update(unread)
+        if unread and restart is not None and not restarting:
+            restarting = True
+            restart()
 
     return on_measure
+
+
+def stop_self() -> None:
+    """Stop this worker cleanly, as SIGTERM from its orchestrator does: what it has read and
+    written is committed, and nothing in flight is committed without its output."""
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _run_transactional(settings: Settings, metrics: Metrics, directory: DirectoryView) -> None:

@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,8 +69,10 @@ class Pipeline:
         self.settings = settings
         self.workers: list[Worker] = []
 
-    def start_worker(self, name: str = "w0") -> Worker:
-        worker = Worker(self.settings, name, free_port(), self.settings.state_dir / "logs").start()
+    def start_worker(self, name: str = "w0", **changes: Any) -> Worker:
+        """Start a worker (with `changes` to the session's settings) and wait until it is ready."""
+        settings = self.settings.model_copy(update=changes)
+        worker = Worker(settings, name, free_port(), self.settings.state_dir / "logs").start()
         self.workers.append(worker)
         worker.wait_ready()
         return worker
