@@ -62,14 +62,14 @@ class Consumer(driver.Consumer):
         before its output was written. Such a partition is committed at a later commit, once
         the record is acknowledged.
         """
-        return super()._filter_committable_offsets(held_back(tps, self._acked, self._unacked_messages))
+        return super()._filter_committable_offsets(safe_to_commit(tps, self._acked, self._unacked_messages))
 
 
 class Transport(driver.Transport):
     Consumer = Consumer
 
 
-def held_back(tps: Iterable[TP], acked: Mapping[TP, list[int]], unacked: Iterable[Any]) -> list[TP]:
+def safe_to_commit(tps: Iterable[TP], acked: Mapping[TP, list[int]], unacked: Iterable[Any]) -> list[TP]:
     """The partitions of `tps` safe to commit: those whose lowest acknowledged offset (in
     `acked`) is not above the lowest offset of a message of `unacked` that is not acknowledged."""
     with ack_lock:  # Faust's own lock on its acknowledgement bookkeeping

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from intervaltree import IntervalTree
 
-from pipeline.faust_transport import Consumer, held_back
+from pipeline.faust_transport import Consumer, safe_to_commit
 
 P0, P1 = TP("cwn.alerts.raw", 0), TP("cwn.alerts.raw", 1)
 
@@ -61,6 +61,6 @@ def test_a_partition_is_committable_only_if_nothing_in_flight_lies_below_its_ack
 ):
     messages = [Message(P0, o) for o in in_flight] + [Message(P1, o) for o in other]
     messages += [Message(P0, o, acked=True) for o in acked]
-    safe = held_back([P0, P1], {P0: acked}, messages)
+    safe = safe_to_commit([P0, P1], {P0: acked}, messages)
     assert P1 in safe  # nothing acknowledged on P1: nothing of it can be committed anyway
     assert (P0 in safe) == (not acked or not in_flight or min(acked) <= min(in_flight))
