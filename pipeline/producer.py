@@ -9,6 +9,14 @@ thread switch and no lock, where a reporting thread would take the interpreter's
 the agents once per record. When the client's queue is full, `send_batch` waits instead of
 failing: that is the back-pressure that slows a stage down rather than losing records.
 
+One `AsyncProducer` may spread its topics over several clients, each topic always on the same
+client, so the order of a topic's records is kept. librdkafka sends one produce request per
+partition, and the broker serves one request at a time per connection: the routing agent's
+writes, a record now and then to each of a thousand single-partition member topics, queue up
+behind each other on one connection. Over a few connections the broker serves them side by
+side, and each client's thread walks only its own share of the partitions on every wake-up
+(`docs/performance.md`, "Member-topic writes over several connections").
+
 Agents write through this rather than through Faust's aiokafka producer, whose metadata
 tracking narrows to the newest topic it sends to and then stalls writes to older ones; the
 pipeline writes to one topic per member, and members are added while it runs.
@@ -18,7 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +93,13 @@ def _resolve(future: asyncio.Future[list[Refused]], refused: list[Refused]) -> N
 
 
 class AsyncProducer:
-    """One confluent-kafka producer for one agent (or runner), with its delivery-report pump."""
+    """The confluent-kafka producers of one agent (or runner), with their delivery-report pump.
+
+    `clients` producers share the topics, each written through one of them only: the first
+    topic goes to the first client, the next new topic to the next, and so on round, so a
+    topic's records keep their order and the topics are spread evenly. A batch's future
+    resolves once every client has answered for its records.
+    """
 
     #: Seconds between polls while a batch waits for answers, and while none does.
     BUSY_POLL, IDLE_POLL = 0.001, 0.1
@@ -96,11 +111,11 @@ class AsyncProducer:
         "queue.buffering.max.messages": 500_000,
     }
 
-    def __init__(self, settings: Settings, **overrides: Any) -> None:
-        self._producer = make_producer(
-            settings,
-            **self.TUNING | overrides,
-        )
+    def __init__(self, settings: Settings, clients: int = 1, **overrides: Any) -> None:
+        if clients < 1:
+            raise ValueError(f"clients: expected at least 1, got {clients}")
+        self._clients = [make_producer(settings, **self.TUNING | overrides) for _ in range(clients)]
+        self._produce_to: dict[str, Callable[..., None]] = {}
         self._waiting: list[_Acks] = []
         self._pump: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -109,9 +124,10 @@ class AsyncProducer:
         """Queue records; the returned future resolves to the refused ones once all are answered."""
         self._start_pump()
         acks = _Acks(asyncio.get_running_loop())
-        produce, report = self._producer.produce, acks.report
+        report, produce_to = acks.report, self._produce_to
         queued = 0
         for topic, key, value, headers in records:
+            produce = produce_to.get(topic) or self._assign(topic)
             while True:
                 try:
                     produce(topic, value, key, headers=headers or None, on_delivery=report)
@@ -127,6 +143,12 @@ class AsyncProducer:
         self._wake.set()  # an idle pump starts polling at once, not after its idle wait
         return acks.seal()
 
+    def _assign(self, topic: str) -> Callable[..., None]:
+        """The client a topic is written through from now on: the next one round."""
+        produce = self._clients[len(self._produce_to) % len(self._clients)].produce
+        self._produce_to[topic] = produce
+        return produce
+
     def _start_pump(self) -> None:
         if self._pump is None or self._pump.done():
             self._wake = asyncio.Event()
@@ -134,10 +156,11 @@ class AsyncProducer:
             self._pump = loop.create_task(self._serve_reports(), name="producer-reports")
 
     async def _serve_reports(self) -> None:
-        poll, wake = self._producer.poll, self._wake
+        polls, wake = [client.poll for client in self._clients], self._wake
         assert wake is not None
         while True:
-            poll(0)
+            for poll in polls:
+                poll(0)
             if self._waiting:
                 self._waiting = [acks for acks in self._waiting if not acks.answered]
             if self._waiting:
@@ -148,7 +171,10 @@ class AsyncProducer:
                 await asyncio.wait_for(wake.wait(), self.IDLE_POLL)
 
     def close(self, timeout: float = 30.0) -> int:
-        """Deliver what is queued, then stop; returns how many records were still undelivered."""
+        """Deliver what is queued, then stop; returns how many records were still undelivered.
+
+        The clients flush one after the other within `timeout` in all."""
         if self._pump is not None and not self._pump.done():
             self._pump.cancel()
-        return self._producer.flush(timeout)
+        deadline = time.monotonic() + timeout
+        return sum(client.flush(max(0.0, deadline - time.monotonic())) for client in self._clients)

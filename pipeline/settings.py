@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     fetch_wait_ms: int = Field(
         default=20, ge=1, le=5000, description="Longest time the broker may hold a worker's fetch."
     )
+    member_topic_clients: int = Field(
+        default=4,
+        ge=1,
+        le=32,
+        description="Kafka producers (each with its own broker connection) the routing stage "
+        "spreads the member topics over, at least once. librdkafka sends one request per "
+        "partition and the broker serves one request per connection at a time, so one "
+        "connection queues the routing writes behind each other.",
+    )
     session_timeout_seconds: float = Field(
         default=10.0,
         ge=6,

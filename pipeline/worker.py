@@ -64,7 +64,7 @@ def run_worker(settings: Settings) -> None:
             directory.stop()
         return
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    producers = (AsyncProducer(settings), AsyncProducer(settings))
+    producers = (AsyncProducer(settings), AsyncProducer(settings, clients=settings.member_topic_clients))
     partner_topics = list_topics(settings, partner_prefix)
     app = create_app(settings, metrics, directory, producers, partner_topics)
     unread = watch_unread(

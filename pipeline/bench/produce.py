@@ -14,7 +14,9 @@ deliveries), each to a different topic drawn from `topics` member-shaped topics.
 - `confluent_one_topic`: confluent-kafka writing the same records to one topic, where a
   request carries a whole burst: **the baseline**, measured in the same run;
 - `confluent`: confluent-kafka over the member-shaped topics, configured as the pipeline's
-  producers are (`AsyncProducer.TUNING`);
+  producers are (`AsyncProducer.TUNING`), one client;
+- `confluent_clients`: the same over `CWN_MEMBER_TOPIC_CLIENTS` clients, each writing its own
+  share of the topics, as the routing stage writes them;
 - `aiokafka`: aiokafka over the same topics, configured alike.
 
 For each writer: the records acknowledged (a refused one is left out of every figure), CPU
@@ -48,7 +50,7 @@ from pipeline.settings import Settings
 from pipeline.topics import TopicSpec
 
 PREFIX = "bench-produce-"
-WRITERS = ("confluent_one_topic", "confluent", "aiokafka")
+WRITERS = ("confluent_one_topic", "confluent", "confluent_clients", "aiokafka")
 
 
 @dataclass(frozen=True)
@@ -155,26 +157,37 @@ def _on_schedule(deadline: float, wait: Callable[[float], None]) -> None:
 
 
 def confluent_writer(
-    settings: Settings, topics: Sequence[str], load: ProduceLoad, broker: int | None
+    settings: Settings, topics: Sequence[str], load: ProduceLoad, broker: int | None, clients: int = 1
 ) -> Sample:
-    """confluent-kafka on the schedule, configured as the pipeline's producers are."""
-    stats: list[str] = []
-    producer = make_producer(
-        settings, **AsyncProducer.TUNING, **{"statistics.interval.ms": 200, "stats_cb": stats.append}
-    )
+    """confluent-kafka on the schedule, configured as the pipeline's producers are, over
+    `clients` producers: the i-th topic is written through producer i mod `clients` (the
+    routing stage's round, `AsyncProducer`)."""
+    stats: list[list[str]] = [[] for _ in range(clients)]
+    config = AsyncProducer.TUNING | {"statistics.interval.ms": 200}
+    producers = [make_producer(settings, **config, stats_cb=own.append) for own in stats]
     value = load.value()
+    owner = {topic: producers[i % clients] for i, topic in enumerate(dict.fromkeys(topics))}
 
     def requests_now() -> int:
-        seen, deadline = len(stats), time.monotonic() + 10
-        while len(stats) == seen:  # the next statistics document counts everything sent so far
-            if time.monotonic() > deadline:
-                raise TimeoutError("librdkafka sent no statistics for 10 s")
-            producer.poll(0.05)
-        return produce_requests(stats[-1])
+        total = 0
+        for producer, own in zip(producers, stats, strict=True):
+            seen, deadline = len(own), time.monotonic() + 10
+            while len(own) == seen:  # the next statistics document counts everything sent so far
+                if time.monotonic() > deadline:
+                    raise TimeoutError("librdkafka sent no statistics for 10 s")
+                producer.poll(0.05)
+            total += produce_requests(own[-1])
+        return total
 
-    for topic in set(topics):  # metadata and producer ids first, outside the timed phase
+    def poll(left: float) -> None:
+        for producer in producers:
+            producer.poll(0)
+        time.sleep(min(left, 0.001))
+
+    for topic, producer in owner.items():  # metadata and producer ids first, outside the timed phase
         producer.produce(topic, value)
-    producer.flush(60)
+    for producer in producers:
+        producer.flush(60)
     acks: list[float] = []
     requests, cpu, broker_cpu = requests_now(), _own_cpu(), _broker_cpu(broker)
     start = time.perf_counter()
@@ -186,9 +199,11 @@ def confluent_writer(
                 acks.append(time.perf_counter() - began)
 
         for index in burst:
-            producer.produce(topics[index % len(topics)], value, on_delivery=report)
-        _on_schedule(start + (n + 1) / load.bursts_per_s, lambda left: producer.poll(min(left, 0.001)))
-    producer.flush(60)
+            topic = topics[index % len(topics)]
+            owner[topic].produce(topic, value, on_delivery=report)
+        _on_schedule(start + (n + 1) / load.bursts_per_s, poll)
+    for producer in producers:
+        producer.flush(60)
     seconds = time.perf_counter() - start
     cpu, broker_cpu = _own_cpu() - cpu, _delta(broker_cpu, _broker_cpu(broker))
     return Sample(len(acks), seconds, cpu, broker_cpu, requests_now() - requests, acks)
@@ -245,8 +260,10 @@ def aiokafka_writer(
 def _write(
     writer: str, settings: Settings, topics: Sequence[str], load: ProduceLoad, broker: int | None
 ) -> Sample:
-    run = aiokafka_writer if writer == "aiokafka" else confluent_writer
-    return run(settings, topics, load, broker)
+    if writer == "aiokafka":
+        return aiokafka_writer(settings, topics, load, broker)
+    clients = settings.member_topic_clients if writer == "confluent_clients" else 1
+    return confluent_writer(settings, topics, load, broker, clients)
 
 
 def run_produce_suite(base: Settings, load: ProduceLoad, say: Callable[[str], None]) -> dict[str, Any]:
