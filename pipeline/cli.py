@@ -477,6 +477,13 @@ def bench(
     loads: Annotated[
         str, typer.Option(help="Latency levels, as percentages of the measured throughput.")
     ] = "25,50,80",
+    rates: Annotated[
+        str,
+        typer.Option(
+            help="More latency levels at fixed alerts/s (e.g. 60,90), after the shares: the same "
+            "load in every run, for comparing runs whose measured throughput differs."
+        ),
+    ] = "",
     state_keys: Annotated[int, typer.Option(help="Keys written to size the dedup state.")] = 1_000_000,
     workers: Annotated[int, typer.Option(help="Pipeline worker processes in one group.")] = 1,
     recovery_keys: Annotated[
@@ -520,11 +527,19 @@ def bench(
     if not shares or not all(0 < share <= 1 for share in shares):
         err.print(f"[red]--loads {loads!r}[/red]: percentages between 0 and 100, separated by commas.")
         raise typer.Exit(2)
+    try:
+        fixed = tuple(float(r) for r in rates.split(",")) if rates else ()
+    except ValueError:
+        fixed = (0.0,)
+    if not all(0 < rate <= 100_000 for rate in fixed):
+        err.print(f"[red]--rates {rates!r}[/red]: alerts per second above 0, separated by commas.")
+        raise typer.Exit(2)
     options = BenchOptions(
         alerts=alerts,
         members=members,
         latency_seconds=latency_seconds,
         loads=shares,
+        rates=fixed,
         state_keys=state_keys,
         recovery_keys=recovery_keys,
         rebalance_seconds=rebalance_seconds,

@@ -1,8 +1,11 @@
 """What the benchmark measures with: record timestamps on topics, process CPU and memory.
 
-Throughput is read from the output topics, not from the clock of the code under test: a run's
-span is the time between the first and the last record its stage wrote (the producer's
-CreateTime, stamped when the record is produced), so every contender is timed the same way.
+Throughput and latency are read from the output topics, not from the clock of the code under
+test. The bench's output topics stamp each record with the moment the broker appended it
+(`message.timestamp.type=LogAppendTime`, set by `stamp_on_arrival`), so a record counts as
+written when a reader could first see it, whichever client wrote it and however long that
+client held it: a run's span is the time between the first and the last record its stage
+wrote, and a delivery's latency ends when it reached its member topic.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
-from pipeline.kafka import make_reader, read_topics, watermarks
+from pipeline.kafka import make_admin, make_reader, read_topics, watermarks
 from pipeline.settings import Settings
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -32,6 +36,35 @@ class Span:
     @property
     def seconds(self) -> float:
         return max(self.last - self.first, 1e-3)
+
+
+_STAMP = "message.timestamp.type"
+
+
+def stamp_on_arrival(settings: Settings, topics: Iterable[str], timeout: float = 60.0) -> None:
+    """Have the broker stamp every record appended to `topics` from now on with its append
+    time (LogAppendTime) instead of the producer's, so that timings end at the broker.
+
+    Returns once the broker describes every topic so. Raises if it refuses for any topic: a
+    bench timed on the producers' clocks would leave out the time records wait in the client
+    and in flight."""
+    names = list(topics)
+    if not names:
+        return
+    entry = ConfigEntry(_STAMP, "LogAppendTime", incremental_operation=AlterConfigOpType.SET)
+    admin = make_admin(settings)
+    resources = [ConfigResource(ResourceType.TOPIC, name, incremental_configs=[entry]) for name in names]
+    for future in admin.incremental_alter_configs(resources, request_timeout=timeout).values():
+        future.result(timeout)
+    deadline = time.monotonic() + timeout
+    while names:
+        described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in names])
+        names = [r.name for r, f in described.items() if f.result(timeout)[_STAMP].value != "LogAppendTime"]
+        if names and time.monotonic() > deadline:
+            left = f"{names[0]} and {len(names) - 1} more"
+            raise TimeoutError(f"{left} not stamped by the broker after {timeout:.0f}s")
+        if names:
+            time.sleep(0.2)
 
 
 def _partitions(settings: Settings, topics: Iterable[str]) -> list[tuple[TopicPartition, int, int]]:

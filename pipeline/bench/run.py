@@ -8,7 +8,8 @@ one member, 40% sector intelligence at TLP:GREEN that fans out to the members su
 Throughput is records over the span between the first and the last record written (see
 `measure`). Latency is open-loop: records are sent on a fixed schedule at a share of the
 measured pipeline throughput, whatever the pipeline does, and each delivery's latency is its
-member-topic timestamp minus the moment its alert was sent.
+member-topic timestamp (the broker's append time, see `measure`) minus the moment its alert
+was sent.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class BenchOptions:
     duplicate_ratio: float = 0.2
     latency_seconds: float = 10.0
     loads: tuple[float, ...] = (0.25, 0.5, 0.8)
+    rates: tuple[float, ...] = ()
     state_keys: int = 1_000_000
     recovery_keys: int = 1_000_000
     rebalance_seconds: float = 30.0
@@ -94,6 +96,7 @@ def passthroughs(
     source = settings.topic(SOURCE)
     targets = {name: settings.topic(f"{TARGET}.{name}") for name in ("confluent", "aiokafka", "faust")}
     ensure_topics(settings, [TopicSpec(t, settings.partitions) for t in (source, *targets.values())])
+    measure.stamp_on_arrival(settings, targets.values())
     produce_feed(settings, records, topic=source)
     count = len(records)
     rates = {}
@@ -134,9 +137,16 @@ def fanout_baseline(
     source = settings.topic(SOURCE)
     targets = [settings.topic(f"{TARGET}.fanout.{member.id}") for member in directory]
     ensure_topics(settings, [TopicSpec(t, 1) for t in targets])
+    measure.stamp_on_arrival(settings, targets)
     say(f"raw_fanout: {len(records)} records as {writes} writes over {len(targets)} topics...")
     confluent_fanout(settings, source, targets, len(records), writes, f"{settings.group_id}.fanout")
     return _rate(writes, measure.span(settings, targets, targets))
+
+
+def stamp_outputs_on_arrival(settings: Settings) -> None:
+    """The pipeline's timed outputs, the normalised topic and the member topics, stamped by the
+    broker (`measure.stamp_on_arrival`)."""
+    measure.stamp_on_arrival(settings, [settings.topic(NORMALISED), *member_topics(settings)])
 
 
 def pipeline_run(
@@ -184,6 +194,7 @@ def pipeline_eos_run(
         ensure_topics(settings, pipeline_topics(settings))
         publish_members(settings, directory)
         publish_feeds(settings, demo_feeds())
+        stamp_outputs_on_arrival(settings)
         with running_workers(settings, options.workers, "bench-eos") as workers:
             say(f"pipeline_eos: {len(records)} alerts...")
             result = pipeline_run(settings, workers, directory, records, options.timeout)
@@ -212,16 +223,18 @@ def latency_levels(
     settings: Settings, workers: Sequence[Worker], directory: Directory, feed: SampleFeed, throughput: float,
     ingested: int, options: BenchOptions, say: Say,
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """`latency_at` each of the options' loads, as shares of `throughput`, one after another."""
+    """`latency_at` each of the options' loads, as shares of `throughput` ("50%"), then at each
+    of its fixed rates ("60/s"), one after another."""
+    levels = [(f"{round(load * 100)}%", throughput * load) for load in options.loads]
+    levels += [(f"{rate:g}/s", rate) for rate in options.rates]
     latency = {}
-    for load in options.loads:
-        say(f"latency at {load:.0%} of {throughput} alerts/s for {options.latency_seconds}s...")
+    for name, rate in levels:
+        say(f"latency at {name} ({rate:.1f} alerts/s) for {options.latency_seconds}s...")
         level = latency_at(
-            settings, workers, directory, feed, throughput * load, options.latency_seconds,
-            ingested, options.timeout,
-        )  # fmt: skip
+            settings, workers, directory, feed, rate, options.latency_seconds, ingested, options.timeout
+        )
         ingested += level.pop("alerts")
-        latency[f"{round(load * 100)}%"] = level
+        latency[name] = level
     return latency
 
 
@@ -398,6 +411,7 @@ def run_bench(base: Settings, options: BenchOptions, say: Say) -> dict[str, Any]
             say(f"Importing {len(directory)} members...")
             publish_members(settings, directory)
             publish_feeds(settings, demo_feeds())
+            stamp_outputs_on_arrival(settings)
             with running_workers(settings, options.workers, "bench") as workers:
                 say(f"pipeline: {len(records)} alerts...")
                 result["pipeline"] = pipeline_run(settings, workers, directory, records, options.timeout)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
 
+from pipeline.bench import measure
+from pipeline.kafka import ensure_topics, make_producer, read_topics
 from pipeline.settings import Settings
+from pipeline.topics import TopicSpec
 from tests.integration.test_cli import cwn
 
 pytestmark = pytest.mark.integration
@@ -16,7 +22,7 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
     # sooner (recovery waits out the session timeout).
     result = cwn(
         settings.model_copy(update={"namespace": "", "session_timeout_seconds": 6}),
-        "bench", "--json", "--alerts", "1500", "--latency-seconds", "1", "--loads", "50",
+        "bench", "--json", "--alerts", "1500", "--latency-seconds", "1", "--loads", "50", "--rates", "20",
         "--state-keys", "20000", "--recovery-keys", "20000", "--rebalance-seconds", "12",
         timeout=900,
     )  # fmt: skip
@@ -31,7 +37,8 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
     assert counts["duplicates"] == 300 and counts["unique"] == 1200
     assert pipeline["deliveries"] == counts["expected_deliveries"] > counts["unique"]
     assert pipeline["alerts_per_s"] > 0 and pipeline["cpu_seconds_per_1000_alerts"] > 0
-    assert set(report["latency_ms"]) == {"50%"}
+    assert set(report["latency_ms"]) == {"50%", "20/s"}
+    assert report["latency_ms"]["20/s"]["rate"] == 20.0
     for level in report["latency_ms"].values():
         assert level["deliveries"] > 0
         assert 0 < level["p50"] <= level["p99"] <= level["p99.9"]
@@ -57,7 +64,7 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
     assert eos["counts"] == counts, "exactly once, the same corpus gives the same committed counts"
     assert eos["alerts_per_s"] > 0 and eos["cpu_seconds_per_1000_alerts"] > 0
     assert report["r_eos"] == pytest.approx(eos["alerts_per_s"] / pipeline["alerts_per_s"], abs=1e-3)
-    assert set(eos["latency_ms"]) == {"50%"}
+    assert set(eos["latency_ms"]) == {"50%", "20/s"}
     for level in eos["latency_ms"].values():
         assert level["deliveries"] > 0
         assert 0 < level["p50"] <= level["p99"] <= level["p99.9"]
@@ -88,3 +95,19 @@ def test_produce_suite_counts_requests_per_record(settings: Settings) -> None:
     assert 0.25 < writers["confluent_clients"]["produce_requests_per_record"] <= 1.0
     assert writers["aiokafka"]["produce_requests_per_record"] is None
     assert set(report["client_cpu_vs_one_topic"]) == {"confluent", "confluent_clients", "aiokafka"}
+
+
+def test_timed_topics_are_stamped_by_the_broker(settings: Settings) -> None:
+    topics = [settings.topic(f"cwn.deliver.stamped{i}") for i in range(3)]
+    ensure_topics(settings, [TopicSpec(topic, 1) for topic in topics])
+    measure.stamp_on_arrival(settings, topics)
+    producer = make_producer(settings)
+    for topic in topics:
+        producer.produce(topic, b"v", timestamp=1_000)  # a producer's clock far in the past
+    assert producer.flush(30) == 0
+    written = read_topics(settings, topics)
+    assert len(written) == len(topics)
+    for message in written:
+        kind, stamp = message.timestamp()
+        assert kind == TIMESTAMP_LOG_APPEND_TIME
+        assert abs(stamp / 1000 - time.time()) < 60

@@ -15,6 +15,13 @@ def test_bench_refuses_latency_levels_that_are_not_percentages(loads: str) -> No
     assert "--loads" in result.output
 
 
+@pytest.mark.parametrize("rates", ["0", "60,-1", "fast", "60,"])
+def test_bench_refuses_fixed_rates_that_are_not_positive_numbers(rates: str) -> None:
+    result = CliRunner().invoke(app, ["bench", "--rates", rates])
+    assert result.exit_code == 2
+    assert "--rates" in result.output
+
+
 def test_bench_refuses_a_negative_rebalance_phase() -> None:
     result = CliRunner().invoke(app, ["bench", "--rebalance-seconds", "-1"])
     assert result.exit_code == 2
