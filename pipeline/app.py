@@ -16,6 +16,7 @@ from pipeline.control import DirectoryView
 from pipeline.dedupe import expired
 from pipeline.kafka import faust_credentials
 from pipeline.metrics import Metrics
+from pipeline.process import settle_heap
 from pipeline.producer import AsyncProducer
 from pipeline.settings import Settings
 from pipeline.table_sweep import TableSweep
@@ -83,10 +84,16 @@ def create_app(
     async def install_diagnostics() -> None:
         diagnostics.install(asyncio.get_running_loop(), app)
 
+    was_ready = [False]
+
     @app.timer(0.5)
     async def report_readiness() -> None:
         recovered = app.tables.recovery.completed.is_set() and not getattr(app, "in_recovery", False)
-        metrics.ready.set(1 if recovered and directory.wait_ready(0) else 0)
+        ready = recovered and directory.wait_ready(0)
+        if ready and not was_ready[0]:
+            settle_heap()  # what start-up and recovery built stays out of every later collection
+        was_ready[0] = ready
+        metrics.ready.set(1 if ready else 0)
 
     @app.timer(15.0)
     async def report_dedup_size() -> None:

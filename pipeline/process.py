@@ -30,13 +30,18 @@ def start_process(settings: Settings) -> None:
 
 
 def settle_heap() -> None:
-    """Move what start-up built out of the cyclic collector's sight.
+    """Move the long-lived objects built so far out of the cyclic collector's sight.
 
     A worker makes about fifty short-lived objects per alert (one per delivery), so the
     collector's youngest generation runs often; each full collection then re-walked
-    everything start-up left behind (the app, the directory, the indexes). Frozen objects are
-    never scanned. The thresholds stay CPython's: larger ones made each collection long
-    enough to show in the latency tail (docs/performance.md).
+    everything start-up left behind (the app, the directory, the indexes), a pause of both
+    agents that grows with the directory. Frozen objects are never scanned. Called at start,
+    again once the worker is ready (the directory, the tables and the clients are built only
+    then), and after each new directory: what was frozen before is released first and
+    collected with the rest, so a replaced directory's cycles are not kept for ever. Each call
+    is one full collection. The thresholds stay CPython's: larger ones made each collection
+    long enough to show in the latency tail (docs/performance.md).
     """
+    gc.unfreeze()
     gc.collect()
     gc.freeze()

@@ -26,7 +26,7 @@ from pipeline.metrics import Metrics, observe_many
 from pipeline.normalise import FEED_HEADER, Limits, normalise
 from pipeline.producer import Record
 from pipeline.rejected import Rejected
-from pipeline.routing import RoutingIndex, route
+from pipeline.routing import RoutingIndex, receivers
 from pipeline.rules import Effects, EnrichmentRules
 from pipeline.serde import AvroCodec
 from pipeline.settings import Settings
@@ -209,7 +209,7 @@ def dispatch_batch(
         batch.effects.append(effects)
         if effects.suppressed_by:
             continue  # on a warning list whole: kept in the audit stream, sent to nobody
-        deliveries += [Delivery(d.member_id, d.rule, alert) for d in route(alert, index)]
+        deliveries += [Delivery(member_id, rule, alert) for member_id, rule in receivers(alert, index)]
         spent["route"] += clock() - t2
     return batch
 

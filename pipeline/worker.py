@@ -47,6 +47,7 @@ def run_worker(settings: Settings) -> None:
     def on_directory_change() -> None:
         metrics.directory_members.set(len(directory.index.directory))
         metrics.directory_version.set(directory.version)
+        settle_heap()
 
     directory.on_change = on_directory_change
     directory.on_failure = metrics.control_read_failures.inc

@@ -135,19 +135,32 @@ def candidates(facts: Facts, audience: Audience, index: RoutingIndex) -> set[str
     return found
 
 
+Receiver = tuple[str, str]
+"""A member that receives an alert and the rule that lets it: (member id, rule)."""
+
+
 def route(alert: Alert, index: RoutingIndex) -> list[Decision]:
-    """The members that receive the alert, each with the rule that lets it, sorted by member id.
+    """The members that receive the alert, each with the rule that lets it, sorted by member id
+    (`receivers`, as decisions)."""
+    return [Decision(member_id, True, rule=rule) for member_id, rule in receivers(alert, index)]
+
+
+def receivers(alert: Alert, index: RoutingIndex) -> list[Receiver]:
+    """The members that receive the alert and the rule that lets each, sorted by member id.
 
     Members the alert does not name (neither owners nor recipients) are decided by the alert's
     facts, TLP and sharing groups alone, so that part is computed once per distinct combination
-    and kept on the index (`RoutingIndex.memo`); named members are decided one by one.
+    and kept on the index (`RoutingIndex.memo`); named members are decided one by one. The memo
+    keeps plain tuples of strings, which the cyclic collector stops tracking once they survive
+    a collection: a memo of tens of thousands of receivers is then never walked again by the
+    collector's full passes, each a pause of the worker's agents.
     """
     audience, facts = audience_of(alert), Facts.of(alert)
     named = audience.inside | audience.recipients
     unnamed = _unnamed_receivers(facts, audience, index)
     if not named:
         return list(unnamed)
-    out = [d for d in unnamed if d.member_id not in named]
+    out = [receiver for receiver in unnamed if receiver[0] not in named]
     members = index.directory.members
     for member_id in named:
         member = members.get(member_id)
@@ -155,13 +168,9 @@ def route(alert: Alert, index: RoutingIndex) -> list[Decision]:
             continue  # a recipient or owner that left the network receives nothing more
         decision = decide(member, facts, audience, index, why=False)
         if decision.receives:
-            out.append(decision)
-    out.sort(key=_member_id)
+            out.append((decision.member_id, decision.rule))
+    out.sort()  # member ids are unique: this is by member id
     return out
-
-
-def _member_id(decision: Decision) -> str:
-    return decision.member_id
 
 
 def profile(facts: Facts, audience: Audience, index: RoutingIndex) -> tuple[object, ...]:
@@ -185,7 +194,7 @@ def profile(facts: Facts, audience: Audience, index: RoutingIndex) -> tuple[obje
     )
 
 
-def _unnamed_receivers(facts: Facts, audience: Audience, index: RoutingIndex) -> tuple[Decision, ...]:
+def _unnamed_receivers(facts: Facts, audience: Audience, index: RoutingIndex) -> tuple[Receiver, ...]:
     """Receivers among the members the alert does not name, sorted by member id (memoised)."""
     if audience.tlp in ("AMBER+STRICT", "RED") or (audience.tlp == "AMBER" and not audience.sharing_groups):
         return ()  # TLP lets only named members see it
@@ -198,7 +207,7 @@ def _unnamed_receivers(facts: Facts, audience: Audience, index: RoutingIndex) ->
             decide(members[m], facts, anonymous, index, why=False)
             for m in sorted(candidates(facts, anonymous, index))
         )
-        found = index.remember(key, tuple(d for d in decisions if d.receives))
+        found = index.remember(key, tuple((d.member_id, d.rule) for d in decisions if d.receives))
     return found
 
 

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from pipeline.alert import SEVERITY_RANK
 from pipeline.directory import Directory
 from pipeline.enrich import enrich
-from pipeline.routing import RoutingIndex, explain, route
+from pipeline.routing import RoutingIndex, explain, receivers, route
 from tests.unit.strategies import alerts, directories
 
 IDS = tuple(f"m{n}" for n in range(6))
@@ -129,3 +129,21 @@ def test_alerts_that_share_a_profile_share_their_receivers_only_when_they_should
             "indicators": indicators,
         }
         assert route(alert, index) == [d for d in explain(alert, index) if d.receives]
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(directories(), st.lists(alerts(member_ids=IDS), min_size=1, max_size=5))
+def test_the_memo_leaves_the_cyclic_collectors_sight(members, stream):
+    # The memo keeps tens of thousands of receivers for the worker's life: tracked, each full
+    # collection would walk them all again.
+    import gc
+
+    index = RoutingIndex(Directory(members))
+    for alert in stream:
+        assert receivers(alert, index) == [(d.member_id, d.rule) for d in route(alert, index)]
+    # A collection untracks a tuple whose items are untracked when it looks at it; an outer
+    # tuple looked at before its items is untracked by the next one.
+    gc.collect()
+    gc.collect()
+    for found in index.memo.values():
+        assert not gc.is_tracked(found) and not any(gc.is_tracked(receiver) for receiver in found)
