@@ -13,15 +13,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from confluent_kafka import TopicPartition
+
 from pipeline.bench import measure
 from pipeline.demo.feed import FeedRecord
 from pipeline.demo.run import Worker, free_port, member_topics, remove_state
 from pipeline.directory import Directory
-from pipeline.kafka import count_records, read_topics
+from pipeline.kafka import count_records, make_consumer, read_topics
 from pipeline.routing import RoutingIndex, route
 from pipeline.serde import alert_codec
 from pipeline.settings import Settings
-from pipeline.topics import ENRICHED, NORMALISED, member_topic_prefix
+from pipeline.topics import DEADLETTER, ENRICHED, NORMALISED, RAW, member_topic_prefix
 
 #: Seconds after the topics fall quiet that a missing alert or delivery may still arrive.
 _LATE_SECONDS = 60.0
@@ -44,11 +46,13 @@ def rebalance(
     took to stop and its exit code (not 0: it was killed after a minute, or failed), and the cost:
     `lost_alerts` (sent, never normalised), `lost_deliveries` (owed by routing, never on a
     member topic) and `repeated_deliveries` (at least once may write a batch in flight twice).
-    Raises if anything was lost.
+    Raises if anything was lost, naming up to ten lost alerts with where each was in the raw
+    topic, whether it was dead-lettered, and the group's committed offsets there.
     """
     topics = member_topics(settings)
     normalised, enriched = settings.topic(NORMALISED), settings.topic(ENRICHED)
     start = measure.end_offsets(settings, [*topics, normalised, enriched])
+    inputs = measure.end_offsets(settings, [settings.topic(RAW), settings.topic(DEADLETTER)])
     seconds = len(records) / rate
     sent: dict[str, float] = {}
     sender = threading.Thread(target=lambda: sent.update(send(settings, records, rate)), name="bench-send")
@@ -80,7 +84,9 @@ def rebalance(
         joining.stop()
         remove_state(joining)
     if outcome["lost_alerts"] or outcome["lost_deliveries"]:
-        raise RuntimeError(f"alerts were lost while workers joined and left: {outcome}")
+        lost = {"missing": _traced(settings, inputs, outcome.pop("lost_ids"))}
+        raise RuntimeError(f"alerts were lost while workers joined and left: {outcome | lost}")
+    del outcome["lost_ids"]
     return {
         "rate": round(rate, 1),
         "seconds": round(seconds, 1),
@@ -148,14 +154,41 @@ def _outcome(
         "joining": [ms for at, ms in timed if joined <= at < left],
         "after_leave": [ms for at, ms in timed if at >= left],
     }
+    lost = sorted(set(sent) - normalised_ids)
     return {
         "deliveries": len(got),
         **_percentiles([ms for _, ms in timed]),
         "by_phase": {phase: _percentiles(values) for phase, values in phases.items()},
-        "lost_alerts": len(set(sent) - normalised_ids),
+        "lost_alerts": len(lost),
+        "lost_ids": lost[:10],
         "lost_deliveries": len(owed - pairs),
         "repeated_deliveries": len(got) - len(pairs),
     }
+
+
+def _traced(settings: Settings, start: dict[tuple[str, int], int], ids: list[str]) -> list[dict[str, Any]]:
+    """Where each lost alert is in the raw topic (partition, offset) and whether the dead-letter
+    topic holds it (its id in the original bytes), with the group's committed offset of that
+    raw partition: what tells a record skipped by a commit from one refused."""
+    raw, dead = settings.topic(RAW), settings.topic(DEADLETTER)
+    found: dict[str, dict[str, Any]] = {alert_id: {"alert_id": alert_id} for alert_id in ids}
+    needles = {alert_id.encode(): alert_id for alert_id in ids}
+    for message in read_topics(settings, [raw, dead], 120, start):
+        value = message.value() or b""
+        for needle, alert_id in needles.items():
+            if needle in value:
+                where = [message.partition(), message.offset()]
+                found[alert_id]["dead_lettered" if message.topic() == dead else "raw"] = where
+    consumer = make_consumer(settings, settings.group_id)
+    try:
+        partitions = [TopicPartition(raw, partition) for (topic, partition) in start if topic == raw]
+        committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=30)}
+    finally:
+        consumer.close()
+    for entry in found.values():
+        if "raw" in entry:
+            entry["committed_offset_of_its_partition"] = committed.get(entry["raw"][0])
+    return list(found.values())
 
 
 def _percentiles(latencies: list[float]) -> dict[str, float]:

@@ -6,12 +6,13 @@ import time
 
 import orjson
 import pytest
-from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, TopicPartition
 
 from pipeline.bench import measure
-from pipeline.kafka import ensure_topics, make_producer, read_topics
+from pipeline.bench.rebalance import _traced
+from pipeline.kafka import ensure_topics, make_consumer, make_producer, read_topics
 from pipeline.settings import Settings
-from pipeline.topics import TopicSpec
+from pipeline.topics import DEADLETTER, RAW, TopicSpec
 from tests.integration.test_cli import cwn
 
 pytestmark = pytest.mark.integration
@@ -111,3 +112,24 @@ def test_timed_topics_are_stamped_by_the_broker(settings: Settings) -> None:
         kind, stamp = message.timestamp()
         assert kind == TIMESTAMP_LOG_APPEND_TIME
         assert abs(stamp / 1000 - time.time()) < 60
+
+
+def test_a_lost_alert_is_traced_to_the_raw_topic_and_the_groups_commit(settings: Settings) -> None:
+    raw, dead = settings.topic(RAW), settings.topic(DEADLETTER)
+    start = measure.end_offsets(settings, [raw, dead])
+    producer = make_producer(settings)
+    producer.produce(raw, b"...alert-one...", partition=1)
+    producer.produce(dead, b"...alert-two...", partition=0)
+    assert producer.flush(30) == 0
+    group = make_consumer(settings, settings.group_id)
+    group.commit(offsets=[TopicPartition(raw, 1, start[(raw, 1)] + 1)], asynchronous=False)
+    group.close()
+    assert _traced(settings, start, ["alert-one", "alert-two", "alert-three"]) == [
+        {
+            "alert_id": "alert-one",
+            "raw": [1, start[(raw, 1)]],
+            "committed_offset_of_its_partition": start[(raw, 1)] + 1,
+        },
+        {"alert_id": "alert-two", "dead_lettered": [0, start[(dead, 0)]]},
+        {"alert_id": "alert-three"},
+    ]
