@@ -1,6 +1,6 @@
 """Faust, changed in three places: a consumer that asks the broker for new records at most
-`fetch_wait_ms` ahead and never commits past a record still in flight, and table recovery
-that reads the bulk of a changelog in batches.
+`fetch_wait_ms` ahead and never commits past a record still in flight or from an unknown
+base, and table recovery that reads the bulk of a changelog in batches.
 
 Faust creates its aiokafka consumer with a fixed 1.5 s fetch wait. aiokafka sends one fetch
 per broker for the partitions that have nothing buffered; a partition that becomes fetchable
@@ -48,12 +48,25 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
 
 
 class Consumer(driver.Consumer):
+    #: Partitions whose committed offset has been read back from the broker since they were
+    #: (last) assigned: only those are committed.
+    _based: frozenset[TP] = frozenset()
+
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        self._based = frozenset(self.assignment())
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self._based = self._based - set(revoked)
+        await super().on_partitions_revoked(revoked)
+
     def _filter_committable_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         """Faust's offsets to commit, leaving out each partition whose lowest acknowledged
-        offset lies above a record delivered to a stream and not yet acknowledged.
+        offset lies above a record delivered to a stream and not yet acknowledged, and each
+        partition assigned since the worker last read the group's commits back.
 
         Faust commits a partition up to the end of its first run of consecutive acknowledged
         offsets. It lets that run start one past its last commit, or anywhere when it holds no
@@ -61,8 +74,16 @@ class Consumer(driver.Consumer):
         in flight below the run would be committed past, and lost if the worker then stopped
         before its output was written. Such a partition is committed at a later commit, once
         the record is acknowledged.
+
+        A rebalance makes Faust forget its commits and acknowledgements for every partition;
+        until it seeks the partitions it is given back to the group's commits, a batch read
+        before the rebalance and acknowledged late would be committed from nowhere, past
+        offsets this worker may never have read. Those acknowledgements wait for the seek,
+        after which Faust's own check against the commit applies to them.
         """
-        return super()._filter_committable_offsets(safe_to_commit(tps, self._acked, self._unacked_messages))
+        based = self._based
+        held = [tp for tp in tps if tp in based]
+        return super()._filter_committable_offsets(safe_to_commit(held, self._acked, self._unacked_messages))
 
 
 class Transport(driver.Transport):

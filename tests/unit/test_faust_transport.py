@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
 
+from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 from hypothesis import given
 from hypothesis import strategies as st
@@ -30,6 +32,7 @@ def consumer(committed: dict[TP, int | None], acked: dict[TP, list[int]], unacke
     c._gap = defaultdict(IntervalTree)
     c._committed_offset = defaultdict(lambda: None, committed)
     c._unacked_messages = unacked
+    c._based = frozenset([*committed, *acked])  # read back from the broker since assigned
     return c
 
 
@@ -64,3 +67,39 @@ def test_a_partition_is_committable_only_if_nothing_in_flight_lies_below_its_ack
     safe = safe_to_commit([P0, P1], {P0: acked}, messages)
     assert P1 in safe  # nothing acknowledged on P1: nothing of it can be committed anyway
     assert (P0 in safe) == (not acked or not in_flight or min(acked) <= min(in_flight))
+
+
+def test_a_late_acknowledgement_waits_for_the_group_commit_to_be_read_back(monkeypatch):
+    # Committed 4385; a rebalance gives the partition back to this worker, and Faust forgets
+    # its commit and acknowledgements. A batch read before it (offset 4406) is acknowledged
+    # before the worker seeks back to the group's commit.
+    c = consumer({}, {P0: [4406]}, [])
+    c._based = frozenset()
+    assert driver.Consumer._filter_committable_offsets(c, [P0]) == {P0: 4407}  # Faust alone
+    assert c._filter_committable_offsets([P0]) == {}
+    # The seek reads 4385 back: Faust's own check now holds the partition until the offsets
+    # from 4385 on are read and acknowledged again.
+    monkeypatch.setattr(c, "assignment", lambda: {P0}, raising=False)
+
+    async def sought(self):
+        self._committed_offset[P0] = 4385
+
+    monkeypatch.setattr(driver.Consumer, "perform_seek", sought)
+    asyncio.run(c.perform_seek())
+    assert c._based == {P0}
+    assert c._filter_committable_offsets([P0]) == {}
+    c._acked[P0] = list(range(4385, 4407))
+    c._acked_index[P0] = set(range(4385, 4407))
+    assert c._filter_committable_offsets([P0]) == {P0: 4407}
+
+
+def test_a_revoked_partition_is_not_committed_until_it_is_read_back(monkeypatch):
+    c = consumer({P0: 10, P1: 20}, {P0: [10, 11], P1: [20]}, [])
+
+    async def revoked(self, tps):
+        for tp in tps:
+            self._committed_offset.pop(tp, None)
+
+    monkeypatch.setattr(driver.Consumer, "on_partitions_revoked", revoked)
+    asyncio.run(c.on_partitions_revoked({P1}))
+    assert c._filter_committable_offsets([P0, P1]) == {P0: 12}
