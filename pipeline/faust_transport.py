@@ -82,8 +82,8 @@ class Consumer(driver.Consumer):
         after which Faust's own check against the commit applies to them.
         """
         based = self._based
-        held = [tp for tp in tps if tp in based]
-        return super()._filter_committable_offsets(safe_to_commit(held, self._acked, self._unacked_messages))
+        known = [tp for tp in tps if tp in based]
+        return super()._filter_committable_offsets(safe_to_commit(known, self._acked, self._unacked_messages))
 
 
 class Transport(driver.Transport):

@@ -88,7 +88,8 @@ def run_worker(settings: Settings) -> None:
         redirect_stdouts=False,
         override_logging=False,
     )
-    settle_heap()
+    # The heap is settled once the app reports ready (`create_app`), when what start-up builds
+    # exists: settling here as well would be one more full collection for nothing.
     try:
         worker.execute_from_commandline()
     finally:
