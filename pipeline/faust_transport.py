@@ -1,5 +1,6 @@
-"""Faust, changed in three places: a consumer that asks the broker for new records at most
-`fetch_wait_ms` ahead and never commits past a record still in flight or from an unknown
+"""Faust, changed in four places: a consumer that asks the broker for new records at most
+`fetch_wait_ms` ahead, hands each partition's records to the agents in unbroken offset order
+from where it last sought, and never commits past a record still in flight or from an unknown
 base, and table recovery that reads the bulk of a changelog in batches.
 
 Faust creates its aiokafka consumer with a fixed 1.5 s fetch wait. aiokafka sends one fetch
@@ -15,6 +16,18 @@ minutes per million dedup keys before it processed anything. `Recovery` first re
 assigned changelog partition up to the end Faust has just measured with a confluent-kafka
 consumer, in batches written to RocksDB with their offsets, as Faust itself writes them, and
 then lets Faust go on from there: only what is left, if anything, takes the slow path.
+
+Faust takes a jump in a partition's offsets for a hole in the log (transaction markers,
+compaction) and counts the skipped offsets as acknowledged, and it drops any record below the
+last offset it read. After a rebalance that needs no table recovery, though, it resumes the
+flow before it seeks the partitions to the group's commits, so records read from wherever the
+client stood reach the agents first (seen in the rebalance phase of `cwn bench`: a partition
+sought to 443 delivered 447 first, then 443 on), and it counted 444-446 as done and dropped
+the re-read of 443-518; with a jump of one it counts nothing but commits one past the record
+it dropped. `Consumer.getmany` therefore delivers nothing of a partition before its seek, and
+then its records only in sequence: one below the next expected offset was delivered already;
+one above it makes the consumer seek to the expected offset again, and only the same jump
+seen again from there is taken for a hole.
 """
 
 from __future__ import annotations
@@ -23,7 +36,8 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from enum import Enum
 from typing import Any, NamedTuple
 
 import faust
@@ -47,21 +61,99 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         return consumer
 
 
+class Place(Enum):
+    """Where a record fetched for a partition stands against the partition's sequence."""
+
+    NEXT = "next"  # the offset expected next (or none is expected yet): deliver it
+    SEEN = "seen"  # below it: delivered already, or read before the last seek
+    JUMP = "jump"  # above it, for the first time: seek to the expected offset again
+    HOLE = "hole"  # above it, and the same jump again after that seek: no records lie between
+
+
+def place(expected: int | None, jump: tuple[int, int] | None, offset: int) -> Place:
+    """Where `offset` stands when `expected` is the partition's next offset (None: no seek has
+    fixed it) and `jump` the (expected, offset) of the last jump that made the consumer seek."""
+    if expected is None or offset == expected:
+        return Place.NEXT
+    if offset < expected:
+        return Place.SEEN
+    return Place.HOLE if jump == (expected, offset) else Place.JUMP
+
+
 class Consumer(driver.Consumer):
     #: Partitions whose committed offset has been read back from the broker since they were
     #: (last) assigned: only those are committed.
     _based: frozenset[TP] = frozenset()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: For each partition of an acknowledged topic, the offset of the record to deliver
+        #: next, from the last seek on; and the last jump past it that made the consumer seek.
+        self._next: dict[TP, int] = {}
+        self._jumps: dict[TP, tuple[int, int]] = {}
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
-        self._based = frozenset(self.assignment())
+        assigned = self.assignment()
+        self._based = frozenset(assigned)
+        # Faust has just set each partition's read offset to the commit it sought to.
+        read = self._read_offset
+        self._next = {tp: offset for tp in assigned if (offset := read.get(tp)) is not None}
+        self._jumps = {}
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self._based = self._based - set(revoked)
+        for tp in revoked:
+            self._next.pop(tp, None)
+            self._jumps.pop(tp, None)
         await super().on_partitions_revoked(revoked)
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        """Faust's fetched records, each partition of an acknowledged topic in unbroken offset
+        order from its last seek (`place`): what the agents see, Faust acknowledges and
+        commits is then exactly the log, whatever a fetch from before the seek returns.
+
+        A partition assigned and not yet sought to the group's commit delivers nothing: after
+        a rebalance that needs no table recovery, Faust resumes the flow before it seeks, and
+        what it read meanwhile came from wherever the client stood. The seek reads it again.
+
+        Faust's reader drops a record below the partition's read offset and counts a jump
+        above it as a hole, acknowledged; the read offset is set to each record delivered here
+        first, so it does neither. A hole confirmed here is recorded as acknowledged, offsets
+        and all (Faust's own gap bookkeeping leaves out the offset at its commit).
+        """
+        acking = self.app.topics.acks_enabled_for
+        resought: set[TP] = set()
+        async for tp, message in super().getmany(timeout):
+            if not acking(tp.topic):
+                yield tp, message
+                continue
+            if tp in resought or tp not in self._based:  # read from the wrong position
+                continue
+            offset, expected = message.offset, self._next.get(tp)
+            where = place(expected, self._jumps.get(tp), offset)
+            if where is Place.SEEN:
+                continue
+            if where is Place.JUMP:
+                assert expected is not None
+                log.info("%s: read offset %d where %d comes next; seeking to it again", tp, offset, expected)
+                self._jumps[tp] = (expected, offset)
+                resought.add(tp)
+                await self.seek_wait({tp: expected})
+                continue
+            if where is Place.HOLE:
+                assert expected is not None
+                log.info("%s: no records at offsets %d-%d", tp, expected, offset - 1)
+                del self._jumps[tp]
+                gap = self._gap[tp]
+                gap.addi(expected, offset)
+                gap.merge_overlaps()
+            self._next[tp] = offset + 1
+            self._read_offset[tp] = offset
+            yield tp, message
 
     def _filter_committable_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         """Faust's offsets to commit, leaving out each partition whose lowest acknowledged
@@ -79,11 +171,28 @@ class Consumer(driver.Consumer):
         until it seeks the partitions it is given back to the group's commits, a batch read
         before the rebalance and acknowledged late would be committed from nowhere, past
         offsets this worker may never have read. Those acknowledgements wait for the seek,
-        after which Faust's own check against the commit applies to them.
+        after which `_new_offset`'s check against the commit applies to them.
         """
         based = self._based
         known = [tp for tp in tps if tp in based]
         return super()._filter_committable_offsets(safe_to_commit(known, self._acked, self._unacked_messages))
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """Faust's next commit for `tp`, once its acknowledged offsets (holes included) begin
+        at the partition's commit.
+
+        Faust lets them begin one past it, taking the offset at the commit for a transaction
+        marker; but a record there not delivered since the seek (after a rebalance, the one
+        the worker was reading when its flow stopped) would then be committed unread.
+        `getmany` records a marker, like any hole, as acknowledged.
+        """
+        committed = self._committed_offset.get(tp)
+        if committed is not None:
+            acked, gap = self._acked.get(tp), self._gap.get(tp)
+            starts = ([min(acked)] if acked else []) + ([gap.begin()] if gap else [])
+            if starts and min(starts) > committed:
+                return None
+        return super()._new_offset(tp)
 
 
 class Transport(driver.Transport):

@@ -1,18 +1,22 @@
-"""The consumer's commit guard: Faust's own offset arithmetic, with records still in flight."""
+"""The consumer's commit guard (Faust's own offset arithmetic, with records still in flight), and its
+delivery of each partition in offset order."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
+import pytest
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 from hypothesis import given
 from hypothesis import strategies as st
-from intervaltree import IntervalTree
+from intervaltree import Interval, IntervalTree
 
-from pipeline.faust_transport import Consumer, safe_to_commit
+from pipeline.faust_transport import Consumer, Place, place, safe_to_commit
 
 P0, P1 = TP("cwn.alerts.raw", 0), TP("cwn.alerts.raw", 1)
 
@@ -33,6 +37,8 @@ def consumer(committed: dict[TP, int | None], acked: dict[TP, list[int]], unacke
     c._committed_offset = defaultdict(lambda: None, committed)
     c._unacked_messages = unacked
     c._based = frozenset([*committed, *acked])  # read back from the broker since assigned
+    c._read_offset = defaultdict(lambda: None, committed)
+    c._next, c._jumps = {}, {}
     return c
 
 
@@ -103,3 +109,209 @@ def test_a_revoked_partition_is_not_committed_until_it_is_read_back(monkeypatch)
     monkeypatch.setattr(driver.Consumer, "on_partitions_revoked", revoked)
     asyncio.run(c.on_partitions_revoked({P1}))
     assert c._filter_committable_offsets([P0, P1]) == {P0: 12}
+
+
+# -- Delivery in offset order ------------------------------------------------------------------
+
+
+@dataclass
+class Record:
+    """What `Consumer.getmany` reads of a Faust message."""
+
+    tp: TP
+    offset: int
+
+
+class Acking:
+    def __init__(self, topics: set[str]) -> None:
+        self.topics = topics
+
+    def acks_enabled_for(self, topic: str) -> bool:
+        return topic in self.topics
+
+
+@dataclass
+class App:
+    topics: Acking
+
+
+class Log:
+    """One partition's log (`offsets`, with holes), read from `position` by fetches of `size`
+    records, with the `stale` runs of records (fetched from another position) handed out first,
+    one per fetch, wherever they fall."""
+
+    def __init__(self, offsets: list[int], stale: list[list[int]], size: int) -> None:
+        self.offsets, self.stale, self.size = offsets, list(stale), size
+        self.position = 0
+        self.seeks: list[int] = []
+
+    def fetch(self) -> list[int]:
+        if self.stale:
+            return self.stale.pop(0)
+        batch = [o for o in self.offsets if o >= self.position][: self.size]
+        if batch:
+            self.position = batch[-1] + 1
+        return batch
+
+    def seek(self, offset: int) -> None:
+        self.seeks.append(offset)
+        self.position = offset
+
+
+def reading(log: Log, start: int | None, topics: set[str] = {"cwn.alerts.raw"}) -> Consumer:  # noqa: B006
+    """A consumer reading P0 from `log`, sought to `start` (None: no commit to seek to)."""
+    c = object.__new__(Consumer)
+    c.app = App(Acking(topics))
+    c._gap = defaultdict(IntervalTree)
+    c._committed_offset = defaultdict(lambda: None, {} if start is None else {P0: start})
+    c._read_offset = defaultdict(lambda: None)
+    c._next = {} if start is None else {P0: start}
+    c._jumps = {}
+    c._based = frozenset([P0])  # sought since assigned
+    if start is not None:
+        log.seek(start)
+
+    async def seek_wait(offsets: dict[TP, int]) -> None:
+        log.seek(offsets[P0])
+
+    c.seek_wait = seek_wait  # type: ignore[method-assign]
+    return c
+
+
+def delivered(c: Consumer, log: Log, fetches: int, monkeypatch: Any) -> list[int]:
+    """The offsets `c.getmany` hands on over `fetches` fetches, checking Faust's read offset."""
+
+    async def fetched(self: Any, timeout: float) -> AsyncIterator[tuple[TP, Record]]:
+        for offset in log.fetch():
+            yield P0, Record(P0, offset)
+
+    monkeypatch.setattr(driver.Consumer, "getmany", fetched)
+
+    async def run() -> list[int]:
+        out = []
+        for _ in range(fetches):
+            async for tp, message in c.getmany(0.0):
+                if c.app.topics.acks_enabled_for(tp.topic):  # Faust's reader neither drops nor fills
+                    assert c._read_offset[tp] == message.offset
+                out.append(message.offset)
+        return out
+
+    return asyncio.run(run())
+
+
+def test_each_place_against_the_expected_offset():
+    assert place(None, None, 7) is Place.NEXT
+    assert place(7, None, 7) is Place.NEXT
+    assert place(7, None, 3) is Place.SEEN
+    assert place(7, None, 9) is Place.JUMP
+    assert place(7, (7, 8), 9) is Place.JUMP
+    assert place(7, (7, 9), 9) is Place.HOLE
+    assert place(8, (7, 9), 9) is Place.JUMP
+
+
+def test_records_from_before_a_seek_are_read_again_from_the_sought_offset(monkeypatch):
+    # Seen in the rebalance phase: sought to 443, the first record read was 447, and Faust
+    # counted 444-446 as done and dropped the re-read from 443.
+    log = Log(list(range(430, 530)), stale=[list(range(447, 520))], size=200)
+    c = reading(log, 443)
+    assert delivered(c, log, 3, monkeypatch) == list(range(443, 530))
+    assert log.seeks == [443, 443]
+    assert not c._gap[P0]
+
+
+def test_a_hole_in_the_log_is_taken_once_the_same_jump_is_read_twice(monkeypatch):
+    log = Log([*range(0, 10), *range(13, 20)], stale=[], size=5)
+    c = reading(log, 8)
+    assert delivered(c, log, 5, monkeypatch) == [8, 9, *range(13, 20)]
+    assert log.seeks == [8, 10]
+    assert sorted(c._gap[P0]) == [Interval(10, 13)]  # Faust's own bookkeeping: acknowledged
+
+
+def test_topics_without_acknowledgements_pass_untouched(monkeypatch):
+    log = Log(list(range(0, 10)), stale=[[7, 8]], size=20)
+    c = reading(log, 3, topics=set())
+    assert delivered(c, log, 2, monkeypatch) == [7, 8, *range(3, 10)]
+    assert log.seeks == [3]
+
+
+@given(
+    st.sets(st.integers(0, 80), min_size=1).map(sorted),
+    st.integers(0, 80),
+    st.lists(st.tuples(st.integers(0, 80), st.integers(1, 10)), max_size=4),
+    st.integers(1, 12),
+)
+def test_whatever_stale_runs_arrive_the_log_is_delivered_once_in_order(
+    offsets: list[int], start: int, runs: list[tuple[int, int]], size: int
+):
+    # Stale runs are records of the log from anywhere; two of them starting at the same
+    # offset would repeat a jump, which is what confirms a hole, so they start apart.
+    stale = {}
+    for first, length in runs:
+        run = [o for o in offsets if o >= first][:length]
+        if run:
+            stale.setdefault(run[0], run)
+    log = Log(offsets, list(stale.values()), size)
+    c = reading(log, start)
+    with pytest.MonkeyPatch.context() as mp:
+        got = delivered(c, log, 3 * len(offsets) + 2 * len(runs) + 4, mp)
+    assert got == [o for o in offsets if o >= start]
+    filled = {o for interval in c._gap[P0] for o in range(interval.begin, interval.end)}
+    assert not filled & set(offsets)  # only offsets with no record are counted as done
+
+
+def test_a_seek_sets_where_each_partition_goes_on_and_a_revoke_forgets_it(monkeypatch):
+    c = consumer({}, {}, [])
+    c._jumps = {P0: (3, 9)}
+    monkeypatch.setattr(c, "assignment", lambda: {P0, P1}, raising=False)
+
+    async def sought(self):  # Faust's seek: the read offset is the commit, None without one
+        self._read_offset.update({P0: 120, P1: None})
+
+    monkeypatch.setattr(driver.Consumer, "perform_seek", sought)
+    asyncio.run(c.perform_seek())
+    assert c._next == {P0: 120} and c._jumps == {}
+
+    async def revoked(self, tps):
+        pass
+
+    monkeypatch.setattr(driver.Consumer, "on_partitions_revoked", revoked)
+    c._jumps = {P0: (120, 125)}
+    asyncio.run(c.on_partitions_revoked({P0}))
+    assert c._next == {} and c._jumps == {}
+
+
+def test_nothing_is_delivered_before_the_seek_of_an_assignment(monkeypatch):
+    # Faust resumes the flow before it seeks when a rebalance needs no table recovery.
+    log = Log(list(range(0, 30)), stale=[], size=10)
+    log.position = 17  # wherever the client stood
+    c = reading(log, None)
+    c._based = frozenset()
+    assert delivered(c, log, 1, monkeypatch) == []
+    monkeypatch.setattr(c, "assignment", lambda: {P0}, raising=False)
+
+    async def sought(self):
+        log.seek(12)
+        self._read_offset[P0] = 12
+
+    monkeypatch.setattr(driver.Consumer, "perform_seek", sought)
+    asyncio.run(c.perform_seek())
+    assert delivered(c, log, 3, monkeypatch) == list(range(12, 30))
+
+
+def test_a_commit_begins_at_the_commit_unless_a_hole_was_read_there():
+    # Faust lets the acknowledged run begin one past the commit (for a transaction marker).
+    assert driver.Consumer._new_offset(consumer({P0: 100}, {P0: [101, 102]}, []), P0) == 103  # Faust alone
+    c = consumer({P0: 100}, {P0: [101, 102]}, [])
+    assert c._filter_committable_offsets([P0]) == {}
+    c._gap[P0].addi(100, 101)  # `getmany` read the same jump twice: no record at 100
+    assert c._filter_committable_offsets([P0]) == {P0: 103}
+
+
+def test_a_hole_confirmed_by_reading_lets_the_partition_commit(monkeypatch):
+    log = Log([*range(0, 10), *range(13, 20)], stale=[], size=5)
+    c = reading(log, 10)
+    c._acked, c._acked_index = defaultdict(list), defaultdict(set)
+    c._unacked_messages = []
+    assert delivered(c, log, 3, monkeypatch) == list(range(13, 20))
+    c._acked[P0], c._acked_index[P0] = list(range(13, 20)), set(range(13, 20))
+    assert c._filter_committable_offsets([P0]) == {P0: 20}
