@@ -45,6 +45,10 @@ def dump_tasks(app: Any) -> None:
         sorted(map(tuple, consumer._buffered_partitions)),
         consumer.flow_active,
     )
+    bookkeeping = getattr(consumer, "bookkeeping", None)
+    if bookkeeping is not None:
+        for tp, state in bookkeeping().items():
+            log.warning("Consumer %s[%d]: %s", tp.topic, tp.partition, state)
 
 
 _installed: list[tuple[asyncio.AbstractEventLoop, Any]] = []

@@ -91,24 +91,35 @@ class Consumer(driver.Consumer):
         #: next, from the last seek on; and the last jump past it that made the consumer seek.
         self._next: dict[TP, int] = {}
         self._jumps: dict[TP, tuple[int, int]] = {}
+        #: For each partition not yet sought, the lowest offset held back from the agents.
+        self._held: dict[TP, int] = {}
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def perform_seek(self) -> None:
+        """Faust's seek of every assigned partition to the group's commit; then each partition
+        whose records were held back meanwhile is sought again, to its commit (or, with none,
+        to the lowest offset held back): the client's own seek may have run before they were
+        read, and their offsets would otherwise be passed over."""
         await super().perform_seek()
         assigned = self.assignment()
-        self._based = frozenset(assigned)
         # Faust has just set each partition's read offset to the commit it sought to.
         read = self._read_offset
         self._next = {tp: offset for tp in assigned if (offset := read.get(tp)) is not None}
         self._jumps = {}
+        self._based = frozenset(assigned)
+        held, self._held = self._held, {}
+        again = {tp: self._next.setdefault(tp, lowest) for tp, lowest in held.items() if tp in assigned}
+        if again:
+            await self.seek_wait(again)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self._based = self._based - set(revoked)
         for tp in revoked:
             self._next.pop(tp, None)
             self._jumps.pop(tp, None)
+            self._held.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
@@ -118,7 +129,8 @@ class Consumer(driver.Consumer):
 
         A partition assigned and not yet sought to the group's commit delivers nothing: after
         a rebalance that needs no table recovery, Faust resumes the flow before it seeks, and
-        what it read meanwhile came from wherever the client stood. The seek reads it again.
+        what it read meanwhile came from wherever the client stood. `perform_seek` reads it
+        again.
 
         Faust's reader drops a record below the partition's read offset and counts a jump
         above it as a hole, acknowledged; the read offset is set to each record delivered here
@@ -131,9 +143,14 @@ class Consumer(driver.Consumer):
             if not acking(tp.topic):
                 yield tp, message
                 continue
-            if tp in resought or tp not in self._based:  # read from the wrong position
+            offset = message.offset
+            if tp not in self._based:
+                if offset < self._held.get(tp, offset + 1):
+                    self._held[tp] = offset
                 continue
-            offset, expected = message.offset, self._next.get(tp)
+            if tp in resought:  # the rest of a fetch from the wrong position
+                continue
+            expected = self._next.get(tp)
             where = place(expected, self._jumps.get(tp), offset)
             if where is Place.SEEN:
                 continue
@@ -154,6 +171,29 @@ class Consumer(driver.Consumer):
             self._next[tp] = offset + 1
             self._read_offset[tp] = offset
             yield tp, message
+
+    def bookkeeping(self) -> dict[TP, dict[str, Any]]:
+        """For each assigned partition of an acknowledged topic, what decides its delivery and
+        commits: sought since assigned, the commit, the offset expected next, the last jump,
+        the lowest acknowledged offset and hole, and the lowest record in flight."""
+        with ack_lock:
+            pending = [(m.tp, m.offset) for m in self._unacked_messages if not m.acked]
+        acking = self.app.topics.acks_enabled_for
+        out = {}
+        for tp in sorted(self.assignment()):
+            if not acking(tp.topic):
+                continue
+            acked, gap = self._acked.get(tp), self._gap.get(tp)
+            out[tp] = {
+                "sought": tp in self._based,
+                "committed": self._committed_offset.get(tp),
+                "next": self._next.get(tp),
+                "jump": self._jumps.get(tp),
+                "lowest_acked": min(acked) if acked else None,
+                "lowest_hole": gap.begin() if gap else None,
+                "lowest_in_flight": min((o for t, o in pending if t == tp), default=None),
+            }
+        return out
 
     def _filter_committable_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         """Faust's offsets to commit, leaving out each partition whose lowest acknowledged

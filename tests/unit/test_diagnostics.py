@@ -5,6 +5,8 @@ import signal
 import time
 from types import SimpleNamespace
 
+from faust.types import TP
+
 from pipeline import diagnostics
 
 
@@ -18,6 +20,9 @@ class Consumer:
 
     def assignment(self) -> set:
         return {("raw", 0), ("raw", 1)}
+
+    def bookkeeping(self) -> dict:
+        return {TP("raw", 0): {"sought": True, "committed": 7, "next": 9}}
 
 
 def on_installed_loop(body) -> object:
@@ -47,6 +52,7 @@ def test_another_thread_has_the_loop_log_tasks_and_partition_states(caplog):
     with caplog.at_level(logging.WARNING, logger="pipeline.diagnostics"):
         assert on_installed_loop(ask) is True
     assert "assigned [('raw', 0), ('raw', 1)]; active [('raw', 0)]; paused [('raw', 1)]" in caplog.text
+    assert "Consumer raw[0]: {'sought': True, 'committed': 7, 'next': 9}" in caplog.text
     assert "waits in" in caplog.text
 
 
