@@ -41,6 +41,7 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.tables import TableManager as FaustTableManager
 from faust.tables.recovery import Recovery as FaustRecovery
@@ -112,7 +113,15 @@ class Consumer(driver.Consumer):
         held, self._held = self._held, {}
         again = {tp: self._next.setdefault(tp, lowest) for tp, lowest in held.items() if tp in assigned}
         if again:
-            await self.seek_wait(again)
+            await self._seek_again(again)
+
+    async def _seek_again(self, offsets: dict[TP, int]) -> None:
+        """Seek each partition to its offset in `offsets`. A partition the client no longer
+        holds (a rebalance has begun) is left: its next assignment seeks it to its commit."""
+        try:
+            await self.seek_wait(offsets)
+        except (IllegalStateError, AssertionError) as exc:  # aiokafka's words for "not assigned"
+            log.info("Not sought again, a rebalance has begun: %s (%r)", sorted(offsets), exc)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self._based = self._based - set(revoked)
@@ -159,7 +168,7 @@ class Consumer(driver.Consumer):
                 log.info("%s: read offset %d where %d comes next; seeking to it again", tp, offset, expected)
                 self._jumps[tp] = (expected, offset)
                 resought.add(tp)
-                await self.seek_wait({tp: expected})
+                await self._seek_again({tp: expected})
                 continue
             if where is Place.HOLE:
                 assert expected is not None

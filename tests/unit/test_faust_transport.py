@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 from hypothesis import given
@@ -370,3 +371,15 @@ def test_without_a_commit_held_records_are_read_again_from_the_lowest(monkeypatc
     monkeypatch.setattr(driver.Consumer, "perform_seek", sought)
     asyncio.run(c.perform_seek())
     assert delivered(c, log, 4, monkeypatch) == list(range(0, 10))
+
+
+def test_a_jump_on_a_partition_the_client_just_gave_up_is_left_to_its_next_assignment(monkeypatch):
+    log = Log(list(range(0, 20)), stale=[[15, 16]], size=20)
+    c = reading(log, 10)
+
+    async def unassigned(offsets: dict[TP, int]) -> None:
+        raise IllegalStateError(f"No current assignment for partition {P0}")
+
+    c.seek_wait = unassigned  # type: ignore[method-assign]
+    assert delivered(c, log, 1, monkeypatch) == []  # the jump is read, the seek refused: no crash
+    assert c._next == {P0: 10} and c._jumps == {P0: (10, 15)}
