@@ -82,12 +82,11 @@ def place(expected: int | None, jump: tuple[int, int] | None, offset: int) -> Pl
 
 
 class Consumer(driver.Consumer):
-    #: Partitions whose committed offset has been read back from the broker since they were
-    #: (last) assigned: only those are committed.
-    _based: frozenset[TP] = frozenset()
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        #: Partitions whose committed offset has been read back from the broker since they
+        #: were (last) assigned: only those are delivered and committed.
+        self._based: frozenset[TP] = frozenset()
         #: For each partition of an acknowledged topic, the offset of the record to deliver
         #: next, from the last seek on; and the last jump past it that made the consumer seek.
         self._next: dict[TP, int] = {}
@@ -185,8 +184,7 @@ class Consumer(driver.Consumer):
         """For each assigned partition of an acknowledged topic, what decides its delivery and
         commits: sought since assigned, the commit, the offset expected next, the last jump,
         the lowest acknowledged offset and hole, and the lowest record in flight."""
-        with ack_lock:
-            pending = [(m.tp, m.offset) for m in self._unacked_messages if not m.acked]
+        in_flight = lowest_in_flight(self._unacked_messages)
         acking = self.app.topics.acks_enabled_for
         out = {}
         for tp in sorted(self.assignment()):
@@ -200,7 +198,7 @@ class Consumer(driver.Consumer):
                 "jump": self._jumps.get(tp),
                 "lowest_acked": min(acked) if acked else None,
                 "lowest_hole": gap.begin() if gap else None,
-                "lowest_in_flight": min((o for t, o in pending if t == tp), default=None),
+                "lowest_in_flight": in_flight.get(tp),
             }
         return out
 
@@ -248,15 +246,21 @@ class Transport(driver.Transport):
     Consumer = Consumer
 
 
-def safe_to_commit(tps: Iterable[TP], acked: Mapping[TP, list[int]], unacked: Iterable[Any]) -> list[TP]:
-    """The partitions of `tps` safe to commit: those whose lowest acknowledged offset (in
-    `acked`) is not above the lowest offset of a message of `unacked` that is not acknowledged."""
+def lowest_in_flight(unacked: Iterable[Any]) -> dict[TP, int]:
+    """For each partition, the lowest offset of a message of `unacked` not yet acknowledged."""
     with ack_lock:  # Faust's own lock on its acknowledgement bookkeeping
         pending = [(message.tp, message.offset) for message in unacked if not message.acked]
     lowest: dict[TP, int] = {}
     for tp, offset in pending:
         if offset < lowest.get(tp, offset + 1):
             lowest[tp] = offset
+    return lowest
+
+
+def safe_to_commit(tps: Iterable[TP], acked: Mapping[TP, list[int]], unacked: Iterable[Any]) -> list[TP]:
+    """The partitions of `tps` safe to commit: those whose lowest acknowledged offset (in
+    `acked`) is not above the lowest offset of a message of `unacked` that is not acknowledged."""
+    lowest = lowest_in_flight(unacked)
     return [tp for tp in tps if tp not in lowest or not acked.get(tp) or min(acked[tp]) <= lowest[tp]]
 
 
