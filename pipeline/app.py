@@ -17,7 +17,7 @@ from pipeline.dedupe import expired
 from pipeline.kafka import faust_credentials
 from pipeline.metrics import Metrics
 from pipeline.process import settle_heap
-from pipeline.producer import AsyncProducer
+from pipeline.producer import BatchWriter
 from pipeline.settings import Settings
 from pipeline.table_sweep import TableSweep
 from pipeline.topics import NORMALISED, RAW, producer_of_topic
@@ -27,7 +27,7 @@ def create_app(
     settings: Settings,
     metrics: Metrics,
     directory: DirectoryView,
-    producers: tuple[AsyncProducer, AsyncProducer],
+    producers: tuple[BatchWriter, BatchWriter],
     partner_topics: Sequence[str] = (),
 ) -> faust.App:
     """Build the Faust application for one worker process.

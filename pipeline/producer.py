@@ -29,7 +29,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message
 
@@ -47,6 +47,18 @@ class Refused:
     topic: str
     key: bytes | None
     error: KafkaError
+
+
+class BatchWriter(Protocol):
+    """What the agents write through: `AsyncProducer`, or `pipeline.writer_process.ProcessProducer`."""
+
+    async def send_batch(self, records: Iterable[Record]) -> asyncio.Future[list[Refused]]:
+        """Queue records; the future resolves to the refused ones once the broker answered all."""
+        ...
+
+    def close(self, timeout: float = 30.0) -> int:
+        """Deliver what is queued, then stop; returns how many records were left undelivered."""
+        ...
 
 
 class _Acks:

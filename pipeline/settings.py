@@ -59,6 +59,14 @@ class Settings(BaseSettings):
         "partition and the broker serves one request per connection at a time, so one "
         "connection queues the routing writes behind each other.",
     )
+    member_topic_writer: Literal["process", "clients"] = Field(
+        default="process",
+        description="How the routing stage writes the audit stream and member topics, at least "
+        "once: process, through one aiokafka producer in a child process of the worker, whose "
+        "requests each carry every partition ready for a broker; clients, through "
+        "CWN_MEMBER_TOPIC_CLIENTS confluent-kafka producers in the worker (one produce request "
+        "per partition).",
+    )
     session_timeout_seconds: float = Field(
         default=10.0,
         ge=6,

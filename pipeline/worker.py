@@ -22,10 +22,11 @@ from pipeline.kafka import list_topics
 from pipeline.lag import LagMonitor, Partition, Progress
 from pipeline.metrics import Metrics, create_metrics
 from pipeline.process import settle_heap, start_process
-from pipeline.producer import AsyncProducer
+from pipeline.producer import AsyncProducer, BatchWriter
 from pipeline.settings import Settings
 from pipeline.topics import NORMALISED, RAW, partner_topics_prefix
 from pipeline.transactional import run_loops, stage_loops
+from pipeline.writer_process import ProcessProducer
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def run_worker(settings: Settings) -> None:
             directory.stop()
         return
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    producers = (AsyncProducer(settings), AsyncProducer(settings, clients=settings.member_topic_clients))
+    producers = (AsyncProducer(settings), routing_producer(settings))
     partner_topics = list_topics(settings, partner_prefix)
     app = create_app(settings, metrics, directory, producers, partner_topics)
     unread = watch_unread(
@@ -97,6 +98,13 @@ def run_worker(settings: Settings) -> None:
             producer.close()
         lag.stop()
         directory.stop()
+
+
+def routing_producer(settings: Settings) -> BatchWriter:
+    """The routing stage's writer of the audit stream and the member topics."""
+    if settings.member_topic_writer == "process":
+        return ProcessProducer(settings)
+    return AsyncProducer(settings, clients=settings.member_topic_clients)
 
 
 def watch_progress(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,18 +166,53 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and the live processes descended from it (a worker and its writer process)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # ended while listed
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, queue = [], [pid]
+    while queue:
+        tree.append(queue.pop())
+        queue.extend(children.get(tree[-1], ()))
+    return tree
+
+
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process (all its threads) so far."""
+    """User plus system CPU time so far of a process (all its threads) and its descendants."""
+    return _own_cpu_seconds(pid) + sum(_or_zero(_own_cpu_seconds, child) for child in process_tree(pid)[1:])
+
+
+def _own_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
 def peak_rss_bytes(pid: int) -> int:
-    """The highest resident set size the process has had (VmHWM)."""
+    """The highest resident set size of a process (VmHWM), plus its descendants' highest:
+    at most the peak they held together."""
+    return _own_peak_rss(pid) + sum(_or_zero(_own_peak_rss, child) for child in process_tree(pid)[1:])
+
+
+def _own_peak_rss(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     raise ValueError(f"no VmHWM for process {pid}")
+
+
+def _or_zero(read: Callable[[int], float], pid: int) -> float:
+    """A descendant's reading, or nothing for one that ended meanwhile."""
+    try:
+        return read(pid)
+    except (OSError, ValueError):
+        return 0
 
 
 def directory_bytes(path: Path) -> int:

@@ -8,12 +8,14 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
 from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry, Gauge
 
+from pipeline.bench.measure import process_tree
 from pipeline.demo.feed import BAD_FIELDS, FeedRecord, SampleFeed, demo_feeds
 from pipeline.demo.run import Worker, cleanup_namespace, member_topics, produce_feed, wait_settled
 from pipeline.directory import Directory, generate_members
@@ -71,10 +73,11 @@ def delivered(settings: Settings) -> list[tuple[str, str, str]]:
     return out
 
 
-def test_ten_thousand_alerts_exactly(settings: Settings, pipeline: Pipeline) -> None:
+@pytest.mark.parametrize("writer", ["clients", "process"])
+def test_ten_thousand_alerts_exactly(settings: Settings, pipeline: Pipeline, writer: str) -> None:
     directory = Directory(generate_members(150, seed=11))
     pipeline.import_members(directory)
-    worker = pipeline.start_worker()
+    worker = pipeline.start_worker(member_topic_writer=writer)
     feed = SampleFeed(list(directory), seed=5, duplicate_ratio=0.3, bad_ratio=0.01,
                       max_message_bytes=settings.max_message_bytes)  # fmt: skip
     records = feed.records(10_000)
@@ -160,23 +163,30 @@ def test_restart_mid_stream_keeps_dedup_state(settings: Settings, pipeline: Pipe
     assert all(len(ids) == 1 for ids in ids_per_fingerprint.values())
 
 
-def test_sigkill_mid_stream_loses_nothing(settings: Settings, pipeline: Pipeline) -> None:
+@pytest.mark.parametrize("writer", ["clients", "process"])
+def test_sigkill_mid_stream_loses_nothing(settings: Settings, pipeline: Pipeline, writer: str) -> None:
     """Kill the worker with SIGKILL while it works through a backlog, send more while it is
     down, and start it again on the same state volume: every (alert, member) pair is delivered,
-    at least once, and every delivered alert is one that was owed."""
+    at least once, and every delivered alert is one that was owed. A writer process ends with
+    its worker."""
     directory = Directory(generate_members(80, seed=6))
     pipeline.import_members(directory)
     feed = SampleFeed(list(directory), seed=33, duplicate_ratio=0.3, bad_ratio=0.01,
                       max_message_bytes=settings.max_message_bytes)  # fmt: skip
     before, during = feed.records(6000), feed.records(2000)
-    worker = pipeline.start_worker("w0")
+    worker = pipeline.start_worker("w0", member_topic_writer=writer)
     produce_feed(settings, before)
     wait_processing(worker, 1000)
+    assert worker.process is not None
+    children = process_tree(worker.process.pid)[1:]
+    assert len(children) == (writer == "process")
     worker.kill()
     pipeline.workers.remove(worker)
+    for child in children:
+        assert ended_within(child, 60), "the writer process outlived its worker"
     produce_feed(settings, during)  # waits on the inputs while the worker is down and recovers
 
-    again = pipeline.start_worker("w0")
+    again = pipeline.start_worker("w0", member_topic_writer=writer)
     wait_until_quiet(settings, again, len(before) + len(during))
 
     records = before + during
@@ -190,6 +200,20 @@ def test_sigkill_mid_stream_loses_nothing(settings: Settings, pipeline: Pipeline
     assert set(dead) == set(expected_dead) and dead.total() >= expected_dead.total()
     counts = count_records(settings, [settings.topic(RAW), settings.topic(NORMALISED)])
     assert counts[settings.topic(NORMALISED)] >= len(records) - expected_dead.total()
+
+
+def ended_within(pid: int, seconds: float) -> bool:
+    """Whether process `pid` has ended (or is a zombie left to its new parent) within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def with_new_id(value: bytes) -> bytes:

@@ -1,10 +1,13 @@
 import math
 import os
+import subprocess
+import sys
+import time
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.bench.measure import Span, cpu_seconds, peak_rss_bytes, percentile
+from pipeline.bench.measure import Span, cpu_seconds, peak_rss_bytes, percentile, process_tree
 
 values = st.lists(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min_size=1, max_size=300)
 
@@ -45,3 +48,21 @@ def test_own_process_figures():
     sum(range(2_000_000))
     assert cpu_seconds(os.getpid()) >= spent
     assert peak_rss_bytes(os.getpid()) > 10 * 1024 * 1024
+
+
+def test_a_process_is_measured_with_its_descendants():
+    """A worker's writer process is its child: its CPU and memory count as the worker's."""
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass\ntime.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        before = cpu_seconds(os.getpid())
+        deadline = time.monotonic() + 30
+        while cpu_seconds(os.getpid()) - before < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert child.pid in process_tree(os.getpid())
+        assert cpu_seconds(os.getpid()) - before >= 0.3, "the child's CPU is not counted"
+        assert peak_rss_bytes(os.getpid()) > peak_rss_bytes(child.pid) > 0
+    finally:
+        child.kill()
+        child.wait()
+    assert child.pid not in process_tree(os.getpid())

@@ -1,0 +1,79 @@
+"""The member-topic writer process against the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+from pipeline.bench.measure import process_tree
+from pipeline.kafka import ensure_topics, read_topics
+from pipeline.topics import TopicSpec
+from pipeline.writer_process import ProcessProducer
+
+
+def writer_pids() -> list[int]:
+    """This test process's writer children (the session's broker is a child too)."""
+    return [pid for pid in process_tree(os.getpid())[1:] if b"pipeline.writer_process" in cmdline(pid)]
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_batches_land_on_their_topics_in_order_with_keys_and_headers(settings):
+    members = [settings.topic(f"cwn.deliver.m{i}") for i in range(6)]
+    audit = settings.topic("cwn.audit")
+    ensure_topics(settings, [TopicSpec(topic, 1) for topic in members] + [TopicSpec(audit, 3)])
+    batches = [
+        [
+            (members[(b + n) % 6], f"{b}-{n}".encode(), f"value {b}-{n}".encode(), [("cwn.rule", b"r")])
+            for n in range(60)
+        ]
+        + [(audit, f"fp{b}-{n}".encode(), b"audit", []) for n in range(20)]
+        for b in range(5)
+    ]
+    producer = ProcessProducer(settings)
+
+    async def send_all():
+        futures = [await producer.send_batch(batch) for batch in batches]
+        return await asyncio.wait_for(asyncio.gather(*futures), 120)
+
+    try:
+        assert asyncio.run(send_all()) == [[]] * len(batches)
+    finally:
+        assert producer.close(30) == 0
+    assert writer_pids() == [], "the writer process outlived its close"
+
+    sent = [record for batch in batches for record in batch]
+    written = read_topics(settings, [*members, audit])
+    assert len(written) == len(sent)
+    for topic in members:
+        got = [(m.key(), m.value(), m.headers()) for m in written if m.topic() == topic]
+        assert got == [(k, v, h) for t, k, v, h in sent if t == topic], f"{topic}: records out of order"
+    # Keyed records of a topic with several partitions are spread by the key, as the Java client does.
+    assert {m.partition() for m in written if m.topic() == audit} == {0, 1, 2}
+
+
+def test_a_killed_writer_process_refuses_every_later_batch(settings):
+    topic = settings.topic("cwn.deliver.m1")
+    ensure_topics(settings, [TopicSpec(topic, 1)])
+    producer = ProcessProducer(settings)
+
+    async def run():
+        assert await asyncio.wait_for(await producer.send_batch([(topic, b"k0", b"v", [])]), 60) == []
+        (child,) = writer_pids()
+        os.kill(child, signal.SIGKILL)
+        return await asyncio.wait_for(await producer.send_batch([(topic, b"k1", b"v", [])]), 60)
+
+    try:
+        refused = asyncio.run(run())
+    finally:
+        producer.close(10)
+    assert [(r.topic, r.key) for r in refused] == [(topic, b"k1")]
+    assert "writer process ended" in str(refused[0].error)
+    assert [m.key() for m in read_topics(settings, [topic])] == [b"k0"]
