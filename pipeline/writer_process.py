@@ -227,7 +227,7 @@ def _refuse_all(batch: list[Record], reason: str) -> list[Refused]:
 # The child.
 
 
-class _Writer:
+class ChildSender:
     """The child's side: sends each batch through aiokafka and answers once all are acknowledged."""
 
     def __init__(self, producer: Any, answer: IO[bytes]) -> None:
@@ -252,6 +252,11 @@ class _Writer:
     async def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: Any) -> Any:
         single = self._single.get(topic)
         if single is None:
+            # Every topic written is tracked in aiokafka's metadata requests. Until one is
+            # tracked they ask for every topic; after, only for the tracked ones, so a topic
+            # written only because the first answer named it would drop out of the metadata,
+            # and its waiting batches would wait for a leader no answer names.
+            self._producer.client.add_topic(topic)
             single = self._single[topic] = len(await self._producer.partitions_for(topic)) == 1
         # A member topic has one partition: naming it spares aiokafka's pure-Python murmur2.
         # A topic given more partitions later keeps being written to its first, in order.
@@ -292,7 +297,7 @@ async def serve(requests: IO[bytes], answer: IO[bytes]) -> None:
         compression_type=None,
     )
     await producer.start()
-    writer = _Writer(producer, answer)
+    writer = ChildSender(producer, answer)
     try:
         while True:
             try:

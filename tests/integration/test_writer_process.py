@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from pipeline.bench.measure import process_tree
 from pipeline.kafka import ensure_topics, read_topics
 from pipeline.topics import TopicSpec
-from pipeline.writer_process import ProcessProducer
+from pipeline.writer_process import ChildSender, Connection, ProcessProducer
 
 
 def writer_pids() -> list[int]:
@@ -77,3 +78,28 @@ def test_a_killed_writer_process_refuses_every_later_batch(settings):
     assert [(r.topic, r.key) for r in refused] == [(topic, b"k1")]
     assert "writer process ended" in str(refused[0].error)
     assert [m.key() for m in read_topics(settings, [topic])] == [b"k0"]
+
+
+def test_topics_written_stay_known_when_a_new_topic_appears(settings):
+    """A member topic made while the writer runs (a member joins) must not push the topics it
+    already writes out of the producer's metadata, or their next batches wait for ever."""
+    from aiokafka import AIOKafkaProducer
+
+    old, new = settings.topic("cwn.deliver.old"), settings.topic("cwn.deliver.new")
+    ensure_topics(settings, [TopicSpec(old, 1)])
+
+    async def run():
+        producer = AIOKafkaProducer(**Connection.of(settings).aiokafka(), acks="all", enable_idempotence=True)
+        await producer.start()
+        try:
+            writer = ChildSender(producer, io.BytesIO())
+            await writer.send(0, [(old, b"k", b"v", [])])
+            ensure_topics(settings, [TopicSpec(new, 1)])
+            await writer.send(1, [(new, b"k", b"v", [])])
+            await writer.drain()
+            await producer.client.force_metadata_update()
+            return producer.client.cluster.partitions_for_topic(old)
+        finally:
+            await producer.stop()
+
+    assert asyncio.run(run()) == {0}, "the older topic fell out of the metadata"
