@@ -17,9 +17,12 @@ behind each other on one connection. Over a few connections the broker serves th
 side, and each client's thread walks only its own share of the partitions on every wake-up
 (`docs/performance.md`, "Member-topic writes over several connections").
 
-Agents write through this rather than through Faust's aiokafka producer, whose metadata
-tracking narrows to the newest topic it sends to and then stalls writes to older ones; the
-pipeline writes to one topic per member, and members are added while it runs.
+The normalise agent writes through this, and so does the routing stage with
+`CWN_MEMBER_TOPIC_WRITER=clients`; by default the routing stage writes through an aiokafka
+producer in a process of its own (`pipeline.writer_process`), with the same contract
+(`BatchWriter`). Neither goes through Faust's aiokafka producer, whose metadata tracking
+narrows to the topics it was told of and then stalls writes to others; the pipeline writes
+to one topic per member, and members are added while it runs.
 """
 
 from __future__ import annotations
