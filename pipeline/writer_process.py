@@ -124,11 +124,16 @@ class ProcessProducer:
         self._pending: dict[int, tuple[asyncio.Future[list[Refused]], list[Record]]] = {}
         self._batches = 0
         self._ended: str | None = None
+        self._started: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start the child and connect its pipes to the running loop (once)."""
-        if self._child is not None:
-            return
+        """Start the child and connect its pipes to the running loop (once; callers that come
+        while it starts wait for it)."""
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_task(self._start(), name="writer-process-start")
+        await asyncio.shield(self._started)
+
+    async def _start(self) -> None:
         child = subprocess.Popen(
             [sys.executable, "-m", "pipeline.writer_process"],
             stdin=subprocess.PIPE,
@@ -172,10 +177,19 @@ class ProcessProducer:
                 if not future.done():
                     future.set_result([_refused(*refusal) for refusal in refusals])
         except asyncio.IncompleteReadError:
-            code = self._child.poll() if self._child is not None else None
-            self._end(f"writer process ended (exit code {code})")
+            self._end(f"writer process ended (exit code {await self._exit_code()})")
         except Exception as exc:  # noqa: BLE001 - any fault in the answers ends the writer
             self._end(f"writer process answer unreadable: {exc!r}")
+
+    async def _exit_code(self) -> int | None:
+        """The child's exit code, given a second to be reaped once its pipe has closed."""
+        assert self._child is not None
+        for _ in range(20):
+            code = self._child.poll()
+            if code is not None:
+                return code
+            await asyncio.sleep(0.05)
+        return None
 
     def _end(self, reason: str) -> None:
         """No more answers will come: refuse every batch still waiting, and every later one."""

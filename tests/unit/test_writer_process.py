@@ -1,4 +1,5 @@
 import asyncio
+import logging
 import ssl
 import struct
 
@@ -97,3 +98,20 @@ def test_a_writer_that_cannot_start_refuses_every_batch():
     assert [(r.topic, r.key) for r in first] == [("cwn.deliver.m1", b"k1"), ("cwn.deliver.m2", b"k2")]
     assert "writer process ended" in str(first[0].error)
     assert [(r.topic, r.key) for r in later] == [("cwn.deliver.m1", b"k1")]
+
+
+def test_batches_sent_while_the_writer_starts_share_one_child(caplog):
+    async def run() -> tuple[list, list]:
+        producer = ProcessProducer(Settings(bootstrap="127.0.0.1:1"))
+        try:
+            first, second = await asyncio.gather(
+                producer.send_batch([("t", b"a", b"v", [])]), producer.send_batch([("t", b"b", b"v", [])])
+            )
+            return await asyncio.wait_for(first, 60), await asyncio.wait_for(second, 60)
+        finally:
+            producer.close(timeout=10)
+
+    with caplog.at_level(logging.INFO, logger="pipeline.writer_process"):
+        first, second = asyncio.run(run())
+    assert sum("writer process started" in r.getMessage() for r in caplog.records) == 1
+    assert [r.key for r in first] == [b"a"] and [r.key for r in second] == [b"b"]
