@@ -248,9 +248,15 @@ class ChildSender:
         self._producer = producer
         self._answer = answer
         self._single: dict[str, bool] = {}
+        self._tracked: set[str] = set()
         self._answering: set[asyncio.Task[None]] = set()
 
     async def send(self, number: int, records: list[Record]) -> None:
+        """Queue a batch's records, in order; its answer is written once all are answered."""
+        single = self._single
+        new = {topic for topic, _, _, _ in records if topic not in single}
+        if new:
+            await self._track(new)
         sends: list[tuple[str, bytes | None, Any]] = []
         for topic, key, value, headers in records:
             try:
@@ -263,20 +269,28 @@ class ChildSender:
         self._answering.add(task)
         task.add_done_callback(self._answering.discard)
 
+    async def _track(self, topics: set[str]) -> None:
+        """Add topics to those aiokafka asks the metadata of, and learn their partitions.
+
+        Until aiokafka is told of a topic it asks for every topic's metadata; from then on, only
+        for the topics it was told of. A topic written only because the first answer named it
+        would drop out of the metadata, and its waiting batches would wait for a leader no
+        answer names. Told one by one, the thousand topics of a first batch would cost a
+        metadata request each, in turn; told together, one.
+        """
+        self._tracked |= topics
+        await self._producer.client.set_topics(sorted(self._tracked))
+        cluster = self._producer.client.cluster
+        for topic in topics:
+            partitions = cluster.partitions_for_topic(topic)
+            # A topic not there yet is left to `send`, which waits for it and then refuses.
+            self._single[topic] = partitions is not None and len(partitions) == 1
+
     async def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: Any) -> Any:
-        single = self._single.get(topic)
-        if single is None:
-            # Every topic written is tracked in aiokafka's metadata requests. Until one is
-            # tracked they ask for every topic; after, only for the tracked ones, so a topic
-            # written only because the first answer named it would drop out of the metadata,
-            # and its waiting batches would wait for a leader no answer names.
-            self._producer.client.add_topic(topic)
-            single = self._single[topic] = len(await self._producer.partitions_for(topic)) == 1
         # A member topic has one partition: naming it spares aiokafka's pure-Python murmur2.
         # A topic given more partitions later keeps being written to its first, in order.
-        return await self._producer.send(
-            topic, value, key=key, headers=headers or None, partition=0 if single else None
-        )
+        partition = 0 if self._single[topic] else None
+        return await self._producer.send(topic, value, key=key, headers=headers or None, partition=partition)
 
     async def _answer_when_done(self, number: int, sends: list[tuple[str, bytes | None, Any]]) -> None:
         refusals = []

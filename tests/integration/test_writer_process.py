@@ -9,9 +9,9 @@ import signal
 from pathlib import Path
 
 from pipeline.bench.measure import process_tree
-from pipeline.kafka import ensure_topics, read_topics
+from pipeline.kafka import ensure_topics, make_producer, read_topics
 from pipeline.topics import TopicSpec
-from pipeline.writer_process import ChildSender, Connection, ProcessProducer
+from pipeline.writer_process import ChildSender, Connection, ProcessProducer, frame
 
 
 def writer_pids() -> list[int]:
@@ -103,3 +103,37 @@ def test_topics_written_stay_known_when_a_new_topic_appears(settings):
             await producer.stop()
 
     assert asyncio.run(run()) == {0}, "the older topic fell out of the metadata"
+
+
+def test_the_topics_of_a_batch_are_learnt_together(settings):
+    """A worker's first batch reaches hundreds of member topics it has not written yet: one
+    metadata request learns them all, not one request each, in turn."""
+    from aiokafka import AIOKafkaProducer
+
+    topics = [settings.topic(f"cwn.deliver.m{i}") for i in range(200)]
+    ensure_topics(settings, [TopicSpec(topic, 1) for topic in topics])
+    # Topics just made answer "not leader" for a moment, and each such answer asks for metadata
+    # again: write to each first, as members' topics are long made when a worker starts.
+    ready = make_producer(settings)
+    for topic in topics:
+        ready.produce(topic, b"made")
+    assert ready.flush(60) == 0
+
+    async def run():
+        producer = AIOKafkaProducer(**Connection.of(settings).aiokafka(), acks="all", enable_idempotence=True)
+        await producer.start()
+        client, updates = producer.client, []
+        force = client.force_metadata_update
+        client.force_metadata_update = lambda: updates.append(1) or force()
+        try:
+            answer = io.BytesIO()
+            writer = ChildSender(producer, answer)
+            await writer.send(0, [(topic, b"k", b"v", []) for topic in topics])
+            await writer.drain()
+            return len(updates), answer.getvalue()
+        finally:
+            await producer.stop()
+
+    updates, answer = asyncio.run(run())
+    assert updates <= 2, f"{updates} metadata updates for one batch"
+    assert answer == frame((0, [])), "every record acknowledged"
