@@ -84,6 +84,13 @@ def create_app(
     async def install_diagnostics() -> None:
         diagnostics.install(asyncio.get_running_loop(), app)
 
+    @app.task
+    async def start_writers() -> None:
+        # While Faust recovers and the group forms: the routing stage's writer process learns
+        # the member topics meanwhile, instead of holding up the first batch.
+        for producer in producers:
+            await producer.start()
+
     was_ready = [False]
 
     @app.timer(0.5)

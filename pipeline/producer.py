@@ -55,6 +55,10 @@ class Refused:
 class BatchWriter(Protocol):
     """What the agents write through: `AsyncProducer`, or `pipeline.writer_process.ProcessProducer`."""
 
+    async def start(self) -> None:
+        """Get ready to write, before the first batch (the first batch does it otherwise)."""
+        ...
+
     async def send_batch(self, records: Iterable[Record]) -> asyncio.Future[list[Refused]]:
         """Queue records; the future resolves to the refused ones once the broker answered all."""
         ...
@@ -134,6 +138,10 @@ class AsyncProducer:
         self._waiting: list[_Acks] = []
         self._pump: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+
+    async def start(self) -> None:
+        """Start the delivery-report pump (the first batch does it otherwise)."""
+        self._start_pump()
 
     async def send_batch(self, records: Iterable[Record]) -> asyncio.Future[list[Refused]]:
         """Queue records; the returned future resolves to the refused ones once all are answered."""

@@ -24,7 +24,7 @@ from pipeline.metrics import Metrics, create_metrics
 from pipeline.process import settle_heap, start_process
 from pipeline.producer import AsyncProducer, BatchWriter
 from pipeline.settings import Settings
-from pipeline.topics import NORMALISED, RAW, partner_topics_prefix
+from pipeline.topics import ENRICHED, NORMALISED, RAW, member_topic_prefix, partner_topics_prefix
 from pipeline.transactional import run_loops, stage_loops
 from pipeline.writer_process import ProcessProducer
 
@@ -103,7 +103,7 @@ def run_worker(settings: Settings) -> None:
 def routing_producer(settings: Settings) -> BatchWriter:
     """The routing stage's writer of the audit stream and the member topics."""
     if settings.member_topic_writer == "process":
-        return ProcessProducer(settings)
+        return ProcessProducer(settings, warm=(member_topic_prefix(settings), settings.topic(ENRICHED)))
     return AsyncProducer(settings, clients=settings.member_topic_clients)
 
 

@@ -20,7 +20,8 @@ worker without committing them, and its restart reads them again (at least once)
 writes its log to the worker's stderr.
 
 On the pipe, each frame is a 4-byte big-endian length and a pickle: first the connection
-settings, then (batch number, records) from the worker, and (batch number, refusals) back.
+settings and the prefixes of the topics to learn at start, then (batch number, records) from
+the worker, and (batch number, refusals) back.
 Pickle suits a private pipe between two processes of this package, and keeps a value shared by
 many records (an alert's view, the same for every member it does not name) once per frame.
 """
@@ -37,7 +38,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -116,8 +117,10 @@ class ProcessProducer:
     The child starts with the first batch (or `start`), from the running event loop.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, warm: Sequence[str] = ()) -> None:
+        """`warm`: prefixes of the topics the child learns at start, before any batch comes."""
         self._connection = Connection.of(settings)
+        self._warm = tuple(warm)
         self._child: subprocess.Popen[bytes] | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
@@ -146,7 +149,7 @@ class ProcessProducer:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), child.stdout)
         transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, child.stdin)
         self._writer = asyncio.StreamWriter(transport, protocol, None, loop)
-        self._writer.write(frame(self._connection))
+        self._writer.write(frame((self._connection, self._warm)))
         self._reader_task = loop.create_task(self._read_answers(reader), name="writer-process-answers")
         log.info("Member-topic writer process started (pid %d)", child.pid)
 
@@ -269,6 +272,12 @@ class ChildSender:
         self._answering.add(task)
         task.add_done_callback(self._answering.discard)
 
+    async def warm(self, prefixes: Sequence[str]) -> None:
+        """Learn now the topics whose names begin with one of `prefixes`."""
+        topics = {t for t in self._producer.client.cluster.topics() if t.startswith(tuple(prefixes))}
+        if topics:
+            await self._track(topics)
+
     async def _track(self, topics: set[str]) -> None:
         """Add topics to those aiokafka asks the metadata of, and learn their partitions.
 
@@ -314,7 +323,7 @@ async def serve(requests: IO[bytes], answer: IO[bytes]) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=2**20)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), requests)
-    connection: Connection = await read_frame(reader)
+    connection, warm = await read_frame(reader)
     producer = AIOKafkaProducer(
         **connection.aiokafka(),
         acks="all",
@@ -326,6 +335,9 @@ async def serve(requests: IO[bytes], answer: IO[bytes]) -> None:
     )
     await producer.start()
     writer = ChildSender(producer, answer)
+    # The first metadata answer names every topic: learn those the worker will write now, so
+    # the first batch does not wait for them.
+    await writer.warm(warm)
     try:
         while True:
             try:
