@@ -44,7 +44,7 @@ from typing import IO, Any
 
 from confluent_kafka import KafkaError
 
-from pipeline.producer import Record, Refused
+from pipeline.producer import AsyncProducer, Record, Refused
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -328,17 +328,17 @@ async def serve(requests: IO[bytes], answer: IO[bytes]) -> None:
         **connection.aiokafka(),
         acks="all",
         enable_idempotence=True,
-        linger_ms=5,
-        max_batch_size=512 * 1024,
+        linger_ms=AsyncProducer.TUNING["linger.ms"],
+        max_batch_size=AsyncProducer.TUNING["batch.size"],
         # Member-topic batches hold a record or two: compressing them costs more than it saves.
         compression_type=None,
     )
     await producer.start()
     writer = ChildSender(producer, answer)
-    # The first metadata answer names every topic: learn those the worker will write now, so
-    # the first batch does not wait for them.
-    await writer.warm(warm)
     try:
+        # The first metadata answer names every topic: learn those the worker will write now,
+        # so the first batch does not wait for them.
+        await writer.warm(warm)
         while True:
             try:
                 number, records = await read_frame(reader)
