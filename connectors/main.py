@@ -15,6 +15,7 @@ from connectors.settings import ConnectSettings
 from pipeline import __version__
 from pipeline.control import DirectoryView
 from pipeline.lag import LagMonitor
+from pipeline.metrics import register_runtime_metrics
 from pipeline.process import settle_heap, start_process
 from pipeline.settings import Settings
 
@@ -38,6 +39,7 @@ def run_connector(kind_name: str, settings: Settings, connect: ConnectSettings) 
     start_process(settings)
     registry = CollectorRegistry()
     metrics = create_connector_metrics(registry, __version__)
+    register_runtime_metrics(registry)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=registry)
     directory = DirectoryView(settings)

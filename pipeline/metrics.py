@@ -10,9 +10,19 @@ The conservation law reads directly off them:
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
@@ -174,6 +184,29 @@ def control_read_failures(registry: CollectorRegistry) -> Counter:
         "stay until a read succeeds.",
         registry=registry,
     )
+
+
+def register_runtime_metrics(registry: CollectorRegistry) -> None:
+    """Export this process's standard `process_*` (CPU, memory, file descriptors) and `python_*`
+    metrics on `registry`."""
+    ProcessCollector(registry=registry)
+    registry.register(PLATFORM_COLLECTOR)
+    registry.register(GC_COLLECTOR)
+
+
+def register_child_metrics(registry: CollectorRegistry, name: str, pid: Callable[[], int | None]) -> None:
+    """Export a child process's `cwn_<name>_process_*` metrics on `registry`, read at each scrape
+    from the process whose id `pid` gives; nothing while it gives None (not started, or ended)."""
+    ProcessCollector(namespace=f"cwn_{name}", pid=_pid_or_none(pid), registry=registry)
+
+
+def _pid_or_none(pid: Callable[[], int | None]) -> Callable[[], str]:
+    # The collector reads /proc/<answer>/stat and exports nothing when that cannot be read.
+    def answer() -> str:
+        current = pid()
+        return "none" if current is None else str(current)
+
+    return answer
 
 
 def observe_many(histogram: Histogram, value: float, count: int) -> None:

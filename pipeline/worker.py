@@ -20,7 +20,7 @@ from pipeline.app import create_app
 from pipeline.control import DirectoryView
 from pipeline.kafka import list_topics
 from pipeline.lag import LagMonitor, Partition, Progress
-from pipeline.metrics import Metrics, create_metrics
+from pipeline.metrics import Metrics, create_metrics, register_child_metrics, register_runtime_metrics
 from pipeline.process import settle_heap, start_process
 from pipeline.producer import AsyncProducer, BatchWriter
 from pipeline.settings import Settings
@@ -41,6 +41,7 @@ def run_worker(settings: Settings) -> None:
     start_process(settings)
     registry = CollectorRegistry()
     metrics = create_metrics(registry, __version__)
+    register_runtime_metrics(registry)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=registry)
     directory = DirectoryView(settings)
@@ -66,7 +67,10 @@ def run_worker(settings: Settings) -> None:
             directory.stop()
         return
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    producers = (AsyncProducer(settings), routing_producer(settings))
+    writer = routing_producer(settings)
+    if isinstance(writer, ProcessProducer):
+        register_child_metrics(registry, "writer", lambda: writer.pid)
+    producers = (AsyncProducer(settings), writer)
     partner_topics = list_topics(settings, partner_prefix)
     app = create_app(settings, metrics, directory, producers, partner_topics)
     unread = watch_unread(

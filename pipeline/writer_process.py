@@ -129,6 +129,13 @@ class ProcessProducer:
         self._ended: str | None = None
         self._started: asyncio.Task[None] | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs; None before it starts and once it has ended."""
+        child = self._child
+        # poll() reaps an ended child, so a later process given the same id is never read.
+        return child.pid if child is not None and child.poll() is None else None
+
     async def start(self) -> None:
         """Start the child and connect its pipes to the running loop (once; callers that come
         while it starts wait for it)."""

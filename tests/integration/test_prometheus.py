@@ -127,6 +127,10 @@ def test_conservation_and_latency_in_promql(settings, pipeline: Pipeline, tmp_pa
 
         assert prometheus.value('sum(up{job="cwn-worker"})') == 2
         assert prometheus.value("sum(cwn_worker_ready)") == 2
+        # Each worker exports its own process metrics and those of its member-topic writer process.
+        assert prometheus.value('count(process_resident_memory_bytes{job="cwn-worker"})') == 2
+        assert prometheus.value("count(cwn_writer_process_resident_memory_bytes)") == 2
+        assert (prometheus.value("min(cwn_writer_process_cpu_seconds_total)") or 0) > 0
         # Lag is measured every 10 s, per partition, by both workers; the settled pipeline has none.
         assert prometheus.wait_for("count(cwn_consumer_lag_records)", 2 * 2 * settings.partitions, 60)
         assert prometheus.wait_for("sum(cwn_consumer_lag_records)", 0, 60) == 0
@@ -141,13 +145,16 @@ def test_conservation_and_latency_in_promql(settings, pipeline: Pipeline, tmp_pa
         assert all(r["health"] == "ok" for r in loaded), loaded
         assert prometheus.query('ALERTS{alertstate="firing"}') == []
 
-        # Every dashboard query runs, and the flow panels (the two top rows) show data.
+        # Every dashboard query runs; the flow panels (the two top rows) and every query of the
+        # resource panels show data.
         board = json.loads(DASHBOARD.read_text())
         flow_rows_end = next(p["gridPos"]["y"] for p in board["panels"] if p["title"] == "Lag and latency")
+        resources_start = next(p["gridPos"]["y"] for p in board["panels"] if p["title"] == "Resources")
         for panel in board["panels"]:
             for n, target in enumerate(panel.get("targets", [])):
                 result = prometheus.query(target["expr"])
-                if n == 0 and panel["gridPos"]["y"] < flow_rows_end:
-                    assert result, f"panel {panel['title']!r} shows nothing on a healthy run"
+                row = panel["gridPos"]["y"]
+                if (n == 0 and row < flow_rows_end) or row > resources_start:
+                    assert result, f"panel {panel['title']!r} query {n} shows nothing on a healthy run"
     finally:
         prometheus.stop()

@@ -15,11 +15,11 @@ def queries() -> list[str]:
     return [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
 
 
-def test_the_dashboard_covers_flow_lag_latency_dead_letters_and_member_health():
+def test_the_dashboard_covers_flow_lag_latency_dead_letters_member_health_and_resources():
     board = json.loads(DASHBOARD.read_text())
     assert board["uid"] == "cwn-pipeline"
     rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
-    assert rows == ["At a glance", "Flow", "Lag and latency", "Member delivery health"]
+    assert rows == ["At a glance", "Flow", "Lag and latency", "Member delivery health", "Resources"]
     text = "\n".join(queries())
     for metric in (
         "cwn_consumer_lag_records",
@@ -27,6 +27,9 @@ def test_the_dashboard_covers_flow_lag_latency_dead_letters_and_member_health():
         "cwn_deadlettered_total",
         "cwn_connector_circuit_state",
         "cwn_connector_deliveries_total",
+        "process_cpu_seconds_total",
+        "cwn_writer_process_cpu_seconds_total",
+        "cwn_writer_process_resident_memory_bytes",
     ):
         assert metric in text
     ids = [p["id"] for p in board["panels"]]

@@ -87,8 +87,10 @@ def test_a_writer_that_cannot_start_refuses_every_batch():
     async def run() -> tuple[list, list]:
         producer = ProcessProducer(Settings(bootstrap="127.0.0.1:1"))
         try:
+            assert producer.pid is None
             batch = [("cwn.deliver.m1", b"k1", b"v1", []), ("cwn.deliver.m2", b"k2", b"v2", [])]
             first = await asyncio.wait_for(await producer.send_batch(batch), 60)
+            assert producer.pid is None  # ended: its metrics are no longer exported
             later = await asyncio.wait_for(await producer.send_batch(batch[:1]), 60)
             return first, later
         finally:
