@@ -468,7 +468,8 @@ def bench(
         str,
         typer.Option(
             help="pipeline: the pipeline on Kafka; routing: routing cost against member count; "
-            "produce: what the fan-out's writes cost the client and the broker."
+            "produce: what the fan-out's writes cost the client and the broker; stages: the CPU "
+            "per alert of the pipeline's own code, in process."
         ),
     ] = "pipeline",
     alerts: Annotated[int, typer.Option(help="Corpus size (alerts in the raw topic).")] = 50_000,
@@ -501,17 +502,22 @@ def bench(
     with `--suite routing` the routing cost per alert for 100, 1,152 and 10,000 members, or with
     `--suite produce` the CPU per record of the fan-out's writes, for each Kafka client and for
     the broker, against the same writes to one topic (`--members` topics, `--latency-seconds`
-    per writer)."""
+    per writer), or with `--suite stages` the CPU per alert of each stage's own code, without
+    Kafka (`--alerts`, `--members`)."""
     from pipeline.bench.run import BenchOptions, run_bench
 
-    if suite not in ("pipeline", "routing", "produce"):
-        err.print(f"[red]Unknown suite {suite!r}[/red]: pipeline, routing or produce.")
+    if suite not in ("pipeline", "routing", "produce", "stages"):
+        err.print(f"[red]Unknown suite {suite!r}[/red]: pipeline, routing, produce or stages.")
         raise typer.Exit(2)
-    if suite in ("routing", "produce"):
+    if suite in ("routing", "produce", "stages"):
         if suite == "routing":
             from pipeline.bench.routing import run_routing_suite
 
             result = run_routing_suite(say=lambda text: err.print(text))
+        elif suite == "stages":
+            from pipeline.bench.stages import run_stages_suite
+
+            result = run_stages_suite(members, alerts, say=lambda text: err.print(text))
         else:
             from pipeline.bench.produce import ProduceLoad, run_produce_suite
 
