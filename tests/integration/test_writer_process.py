@@ -9,9 +9,15 @@ import signal
 from pathlib import Path
 
 from pipeline.bench.measure import process_tree
+from pipeline.broker import LocalBroker
+from pipeline.demo.run import free_ports
 from pipeline.kafka import ensure_topics, make_producer, read_topics
 from pipeline.topics import TopicSpec
 from pipeline.writer_process import ChildSender, Connection, ProcessProducer, frame
+
+#: Longer than aiokafka's default request timeout (40 s), after which a non-idempotent
+#: producer gives a batch up.
+_OUTAGE_SECONDS = 45
 
 
 def writer_pids() -> list[int]:
@@ -137,3 +143,36 @@ def test_the_topics_of_a_batch_are_learnt_together(settings):
     updates, answer = asyncio.run(run())
     assert updates <= 2, f"{updates} metadata updates for one batch"
     assert answer == frame((0, [])), "every record acknowledged"
+
+
+def test_a_batch_waits_out_a_broker_outage_longer_than_a_request_timeout(tmp_path, settings):
+    """The only broker goes down with a batch unsent and stays down past aiokafka's request
+    timeout (40 s): the idempotent producer keeps the batch and retries, and once the broker is
+    back every record is written once and acknowledged, none refused."""
+    broker = LocalBroker(home=tmp_path / "kafka", port=free_ports(2))
+    broker.up()
+    try:
+        settings = settings.model_copy(update={"bootstrap": broker.bootstrap})
+        topics = [settings.topic(f"cwn.deliver.m{i}") for i in range(3)]
+        ensure_topics(settings, [TopicSpec(topic, 1) for topic in topics])
+        producer = ProcessProducer(settings, warm=(settings.topic("cwn.deliver."),))
+
+        async def run() -> tuple[list, list]:
+            first = await asyncio.wait_for(await producer.send_batch([(topics[0], b"k0", b"v", [])]), 60)
+            broker.down()
+            batch = [(topic, f"k{n}".encode(), b"v", []) for n, topic in enumerate(topics * 3, start=1)]
+            answer = await producer.send_batch(batch)
+            await asyncio.sleep(_OUTAGE_SECONDS)
+            assert not answer.done(), "answered while the only broker was down"
+            await asyncio.get_running_loop().run_in_executor(None, broker.up)
+            return first, await asyncio.wait_for(answer, 180)
+
+        try:
+            first, later = asyncio.run(run())
+        finally:
+            producer.close(30)
+        assert first == [] and later == []
+        written = read_topics(settings, topics)
+        assert sorted(m.key() for m in written) == sorted([b"k0"] + [f"k{n}".encode() for n in range(1, 10)])
+    finally:
+        broker.down()
