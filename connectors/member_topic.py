@@ -41,6 +41,18 @@ def encode_value(alert: dict[str, Any], member_id: str, fmt: str) -> tuple[bytes
     return to_json(view), b"application/json"
 
 
+_CONTENT_TYPES = {
+    content_type: ("content-type", content_type)
+    for content_type in (b"application/vnd.apache.avro", b"application/json")
+}
+
+
+def _encoded(alert: dict[str, Any], member_id: str, fmt: str) -> tuple[bytes, tuple[str, bytes]]:
+    """`encode_value`, with its content type as the one shared header tuple."""
+    value, content_type = encode_value(alert, member_id, fmt)
+    return value, _CONTENT_TYPES[content_type]
+
+
 def encode(delivery: Delivery, fmt: str) -> tuple[bytes, list[tuple[str, bytes]]]:
     value, content_type = encode_value(delivery.alert, delivery.member_id, fmt)
     return value, _headers(delivery, content_type)
@@ -131,19 +143,22 @@ class MemberRecords:
         records: list[Record] = []
         positions: list[int] = []  # the delivery each record carries
         # Per alert, member and rule work is done once, not per delivery: an alert reaches
-        # about fifty members, and the router hands over an alert's deliveries together.
+        # about fifty members, and the router hands over an alert's deliveries together. The
+        # rule and content-type headers are shared tuples: pickled once per batch on the way
+        # to the writer process, not once per record.
         members: dict[str, tuple[str, str, bytes]] = {}
-        rules: dict[str, bytes] = {}
+        rules: dict[str, tuple[str, bytes]] = {}
         alert: dict[str, Any] | None = None
         refused: Result | None = None
-        key = b""
+        key = prefix = b""
         named: set[str] = set()
-        shared: dict[str, tuple[bytes, bytes]] = {}
+        shared: dict[str, tuple[bytes, tuple[str, bytes]]] = {}
         for i, delivery in enumerate(batch):
             if delivery.alert is not alert:
                 alert = delivery.alert
                 refused = refuse_above_ceiling(delivery, ceiling)
                 key = str(alert["id"]).encode()
+                prefix = key + b":"
                 named = {*alert.get("members_inside", ()), *alert.get("recipients", ())}
                 shared = {}
             if refused:
@@ -159,20 +174,16 @@ class MemberRecords:
                 )
             topic, fmt, member_bytes = member
             if member_id in named:
-                value, content_type = encode_value(alert, member_id, fmt)
+                value, content_header = _encoded(alert, member_id, fmt)
             else:
                 encoded = shared.get(fmt)
                 if encoded is None:
-                    encoded = shared[fmt] = encode_value(alert, member_id, fmt)
-                value, content_type = encoded
-            rule = rules.get(delivery.rule)
-            if rule is None:
-                rule = rules[delivery.rule] = delivery.rule.encode()
-            headers = [
-                ("cwn.idempotency-key", key + b":" + member_bytes),
-                ("cwn.rule", rule),
-                ("content-type", content_type),
-            ]
+                    encoded = shared[fmt] = _encoded(alert, member_id, fmt)
+                value, content_header = encoded
+            rule_header = rules.get(delivery.rule)
+            if rule_header is None:
+                rule_header = rules[delivery.rule] = ("cwn.rule", delivery.rule.encode())
+            headers = [("cwn.idempotency-key", prefix + member_bytes), rule_header, content_header]
             records.append((topic, key, value, headers))
             positions.append(i)
         return records, positions, results
