@@ -38,11 +38,11 @@ from pipeline.rules import EnrichmentRules
 from pipeline.serde import alert_codec
 from pipeline.settings import Settings
 from pipeline.stages import dispatch_batch, normalise_batch
+from pipeline.topics import member_topic
 from pipeline.transactional import Polled
 from pipeline.writer_process import frame
 
 PARTS = ("normalise", "dispatch", "member_records", "handoff")
-_WINDOW_US = 3600 * 1_000_000
 
 
 def run_stages_suite(
@@ -86,7 +86,7 @@ def _one_pass(
     deliveries routed."""
     codec, feeds, limits = alert_codec(), demo_feeds(), Limits(settings.max_message_bytes)
     rules, asn = EnrichmentRules(), AsnDataset()
-    records_of = MemberRecords(lambda member_id: f"cwn.deliver.{member_id}", lambda _: "json")
+    records_of = MemberRecords(lambda member_id: member_topic(settings, member_id), lambda _: "json")
     state: dict[bytes | None, bytes] = {}
     spent: collections.Counter[str] = collections.Counter()
     deliveries = 0
@@ -100,7 +100,7 @@ def _one_pass(
         messages = [
             Polled("normalised", 0, start + n, k, v, h) for n, (_, k, v, h) in enumerate(normalised.records)
         ]
-        sighting = _sighting(messages, state)
+        sighting = _sighting(messages, state, settings.dedup_window_seconds * 1_000_000)
         t2 = clock()
         dispatched = dispatch_batch(messages, sighting, codec, "enriched", index, rules, asn)
         t3 = clock()
@@ -117,11 +117,11 @@ def _one_pass(
 
 
 def _sighting(
-    messages: list[Polled], state: dict[bytes | None, bytes]
+    messages: list[Polled], state: dict[bytes | None, bytes], window_us: int
 ) -> Callable[[int, Alert], tuple[Seen, Verdict]]:
     def sighting(i: int, alert: Alert) -> tuple[Seen, Verdict]:
         message = messages[i]
-        seen, verdict = observe_alert(state.get(message.key), alert, (0, message.offset), _WINDOW_US)
+        seen, verdict = observe_alert(state.get(message.key), alert, (0, message.offset), window_us)
         if verdict is not Verdict.REPLAY:
             state[message.key] = seen.to_bytes()
         return seen, verdict
