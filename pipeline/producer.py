@@ -122,18 +122,22 @@ class AsyncProducer:
 
     #: Seconds between polls while a batch waits for answers, and while none does.
     BUSY_POLL, IDLE_POLL = 0.001, 0.1
-    #: The client settings every agent's producer adds to `make_producer`'s (`cwn bench
-    #: --suite produce` writes with them too).
+    #: The client settings every agent's producer adds to `make_producer`'s, with the
+    #: configured linger (`tuning`).
     TUNING: dict[str, Any] = {
-        "linger.ms": 5,
         "batch.size": 512 * 1024,
         "queue.buffering.max.messages": 500_000,
     }
 
+    @classmethod
+    def tuning(cls, settings: Settings) -> dict[str, Any]:
+        """The agents' producer settings (`cwn bench --suite produce` writes with them too)."""
+        return cls.TUNING | {"linger.ms": settings.linger_ms}
+
     def __init__(self, settings: Settings, clients: int = 1, **overrides: Any) -> None:
         if clients < 1:
             raise ValueError(f"clients: expected at least 1, got {clients}")
-        self._clients = [make_producer(settings, **self.TUNING | overrides) for _ in range(clients)]
+        self._clients = [make_producer(settings, **self.tuning(settings) | overrides) for _ in range(clients)]
         self._produce_to: dict[str, Callable[..., None]] = {}
         self._waiting: list[_Acks] = []
         self._pump: asyncio.Task[None] | None = None

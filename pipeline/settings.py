@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=512 * 1024, ge=1024, description="Largest raw record accepted.")
     batch_size: int = Field(default=500, ge=1, le=100_000, description="Records per agent batch.")
     batch_seconds: float = Field(default=0.01, gt=0, le=10, description="Longest batch wait.")
+    linger_ms: float = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="How long the stages' producers wait for more records before sending a "
+        "request. 0 sends at once, the lowest latency; under load, records still gather into "
+        "full requests while earlier ones are in flight.",
+    )
     fetch_wait_ms: int = Field(
         default=20, ge=1, le=5000, description="Longest time the broker may hold a worker's fetch."
     )

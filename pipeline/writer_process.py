@@ -121,6 +121,7 @@ class ProcessProducer:
         """`warm`: prefixes of the topics the child learns at start, before any batch comes."""
         self._connection = Connection.of(settings)
         self._warm = tuple(warm)
+        self._linger_ms = settings.linger_ms
         self._child: subprocess.Popen[bytes] | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
@@ -156,7 +157,7 @@ class ProcessProducer:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), child.stdout)
         transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, child.stdin)
         self._writer = asyncio.StreamWriter(transport, protocol, None, loop)
-        self._writer.write(frame((self._connection, self._warm)))
+        self._writer.write(frame((self._connection, self._warm, self._linger_ms)))
         self._reader_task = loop.create_task(self._read_answers(reader), name="writer-process-answers")
         log.info("Member-topic writer process started (pid %d)", child.pid)
 
@@ -324,18 +325,19 @@ class ChildSender:
 
 
 async def serve(requests: IO[bytes], answer: IO[bytes]) -> None:
-    """Read the connection, then batches, until the worker closes the pipe; flush and stop."""
+    """Read the connection, the topics to learn and the linger, then batches, until the worker
+    closes the pipe; flush and stop."""
     from aiokafka import AIOKafkaProducer
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=2**20)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), requests)
-    connection, warm = await read_frame(reader)
+    connection, warm, linger_ms = await read_frame(reader)
     producer = AIOKafkaProducer(
         **connection.aiokafka(),
         acks="all",
         enable_idempotence=True,
-        linger_ms=AsyncProducer.TUNING["linger.ms"],
+        linger_ms=linger_ms,
         max_batch_size=AsyncProducer.TUNING["batch.size"],
         # Member-topic batches hold a record or two: compressing them costs more than it saves.
         compression_type=None,

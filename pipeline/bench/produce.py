@@ -14,7 +14,7 @@ deliveries), each to a different topic drawn from `topics` member-shaped topics.
 - `confluent_one_topic`: confluent-kafka writing the same records to one topic, where a
   request carries a whole burst: **the baseline**, measured in the same run;
 - `confluent`: confluent-kafka over the member-shaped topics, configured as the pipeline's
-  producers are (`AsyncProducer.TUNING`), one client;
+  producers are (`AsyncProducer.tuning`), one client;
 - `confluent_clients`: the same over `CWN_MEMBER_TOPIC_CLIENTS` clients, each writing its own
   share of the topics, as the routing stage writes them;
 - `aiokafka`: aiokafka over the same topics, configured alike.
@@ -163,7 +163,7 @@ def confluent_writer(
     `clients` producers: the i-th topic is written through producer i mod `clients` (the
     routing stage's round, `AsyncProducer`)."""
     stats: list[list[str]] = [[] for _ in range(clients)]
-    config = AsyncProducer.TUNING | {"statistics.interval.ms": 200}
+    config = AsyncProducer.tuning(settings) | {"statistics.interval.ms": 200}
     producers = [make_producer(settings, **config, stats_cb=own.append) for own in stats]
     value = load.value()
     owner = {topic: producers[i % clients] for i, topic in enumerate(dict.fromkeys(topics))}
@@ -210,16 +210,16 @@ def confluent_writer(
 
 
 async def _aiokafka_writer(
-    bootstrap: str, topics: Sequence[str], load: ProduceLoad, broker: int | None
+    settings: Settings, topics: Sequence[str], load: ProduceLoad, broker: int | None
 ) -> Sample:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=settings.bootstrap,
         acks="all",
         enable_idempotence=True,
         compression_type="lz4",
-        linger_ms=AsyncProducer.TUNING["linger.ms"],
+        linger_ms=settings.linger_ms,
         max_batch_size=AsyncProducer.TUNING["batch.size"],
     )
     await producer.start()
@@ -254,7 +254,7 @@ def aiokafka_writer(
     settings: Settings, topics: Sequence[str], load: ProduceLoad, broker: int | None
 ) -> Sample:
     """aiokafka on the schedule (plaintext connections only, as the aiokafka pass-through)."""
-    return asyncio.run(_aiokafka_writer(settings.bootstrap, topics, load, broker))
+    return asyncio.run(_aiokafka_writer(settings, topics, load, broker))
 
 
 def _write(

@@ -165,3 +165,13 @@ def test_at_least_one_client():
 
     with pytest.raises(ValueError, match="clients"):
         AsyncProducer(Settings(bootstrap="127.0.0.1:1"), clients=0)
+
+
+def test_the_agents_producers_linger_as_configured():
+    from pipeline.producer import AsyncProducer
+    from pipeline.settings import Settings
+
+    assert AsyncProducer.tuning(Settings(bootstrap="127.0.0.1:1"))["linger.ms"] == 0
+    tuning = AsyncProducer.tuning(Settings(bootstrap="127.0.0.1:1", linger_ms=2.5))
+    assert tuning["linger.ms"] == 2.5
+    assert tuning["batch.size"] == AsyncProducer.TUNING["batch.size"]
