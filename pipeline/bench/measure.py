@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,6 +155,19 @@ def values_since(
     """(value, timestamp in seconds) of every record written after the `start` offsets."""
     messages = read_topics(settings, sorted({t for t, _ in start}), timeout, start)
     return [(m.value() or b"", m.timestamp()[1] / 1000) for m in messages]
+
+
+def completion_ms(arrivals: Iterable[tuple[bytes, float]], sent: Mapping[str, float]) -> list[float]:
+    """Per alert of `sent` (alert id -> send time, seconds) with any of `arrivals` (alert id as
+    the record key, timestamp in seconds): milliseconds from its send to its last delivery,
+    the moment every member it reaches could read it. Alerts with no arrival (duplicates,
+    alerts routed to nobody) have no value; arrivals of alerts not in `sent` are ignored."""
+    last: dict[str, float] = {}
+    for key, stamp in arrivals:
+        alert_id = key.decode()
+        if alert_id in sent and stamp > last.get(alert_id, -math.inf):
+            last[alert_id] = stamp
+    return [(stamp - sent[alert_id]) * 1000 for alert_id, stamp in last.items()]
 
 
 def percentile(values: Sequence[float], q: float) -> float:

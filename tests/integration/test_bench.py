@@ -44,6 +44,8 @@ def test_bench_reports_every_figure(settings: Settings) -> None:
         assert level["deliveries"] > 0
         assert 0 < level["p50"] <= level["p99"] <= level["p99.9"]
         assert 0 < level["to_normalised_p50"] <= level["to_normalised_p99"]
+        # An alert is complete at its last delivery: no sooner than its first hop.
+        assert level["to_normalised_p50"] < level["complete_p50"] <= level["complete_p99"]
     assert report["peak_rss_bytes"]["pipeline_worker"] > 0
     moves = report["rebalance"]
     assert moves["lost_alerts"] == moves["lost_deliveries"] == 0 and moves["deliveries"] > 0

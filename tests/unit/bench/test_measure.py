@@ -7,7 +7,7 @@ import time
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.bench.measure import Span, cpu_seconds, peak_rss_bytes, percentile, process_tree
+from pipeline.bench.measure import Span, completion_ms, cpu_seconds, peak_rss_bytes, percentile, process_tree
 
 values = st.lists(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min_size=1, max_size=300)
 
@@ -36,6 +36,29 @@ def test_nearest_rank_examples():
     assert percentile(data, 50) == 500
     assert percentile(data, 99) == 990
     assert percentile(data, 99.9) == 999
+
+
+alert_ids = st.sampled_from([f"a{n}" for n in range(8)])
+
+
+@given(
+    st.dictionaries(alert_ids, st.floats(min_value=0, max_value=1e4), max_size=6),
+    st.lists(st.tuples(alert_ids, st.floats(min_value=0, max_value=2e4)), max_size=60),
+)
+def test_completion_is_each_sent_alerts_last_delivery(sent, deliveries):
+    arrivals = [(alert_id.encode(), stamp) for alert_id, stamp in deliveries]
+    complete = completion_ms(arrivals, sent)
+    last: dict[str, float] = {}
+    for alert_id, stamp in deliveries:
+        if alert_id in sent:
+            last[alert_id] = max(stamp, last.get(alert_id, stamp))
+    assert sorted(complete) == sorted((stamp - sent[alert_id]) * 1000 for alert_id, stamp in last.items())
+
+
+def test_completion_counts_an_alert_once_at_its_slowest_member():
+    sent = {"wide": 10.0, "narrow": 10.5, "duplicate": 11.0}
+    arrivals = [(b"wide", 10.02), (b"narrow", 10.51), (b"wide", 10.09), (b"wide", 10.05), (b"other", 12.0)]
+    assert sorted(round(ms, 6) for ms in completion_ms(arrivals, sent)) == [10.0, 90.0]
 
 
 def test_span_never_divides_by_zero():
