@@ -12,6 +12,16 @@ batched. `send` applies back-pressure: when the client's queue is full it waits 
 acknowledgements instead of failing. Every record gets a delivery report; `flush` waits for
 all of them and the summary says how many were acknowledged and how many failed, with the
 first errors, so a caller's exit code can be honest.
+
+Keep the client's record limit (`message.max.bytes`, 1,000,000 bytes here, under the
+broker's default of 1,048,588 by more than a batch's overhead) below the topic's
+`max.message.bytes`: the client then refuses a larger record at `send` (`KafkaException`),
+before any broker sees it. With a higher client limit the broker refuses it
+instead, and librdkafka 2.16 can then report it as delivered: when a later batch of the same
+partition was already in flight and succeeds, librdkafka takes that success as proof that the
+earlier batch was written too ("implicitly acked by subsequent batch success" in its `eos`
+debug log). Seen about once in two hundred tries of a 2 MB record followed at once by a
+small one.
 """
 
 from __future__ import annotations
@@ -82,7 +92,7 @@ class FeedProducer:
                 "compression.type": "zstd",
                 "linger.ms": 20,
                 "batch.size": 1_000_000,
-                "message.max.bytes": 1_048_576,
+                "message.max.bytes": 1_000_000,
                 "client.id": f"cwn-feed-{producer}",
                 **(config or {}),
             }
