@@ -15,13 +15,13 @@ first errors, so a caller's exit code can be honest.
 
 Keep the client's record limit (`message.max.bytes`, 1,000,000 bytes here, under the
 broker's default of 1,048,588 by more than a batch's overhead) below the topic's
-`max.message.bytes`: the client then refuses a larger record at `send` (`KafkaException`),
-before any broker sees it. With a higher client limit the broker refuses it
+`max.message.bytes`: the client then refuses a larger record at `send`, which counts it as
+failed, before any broker sees it. With a higher client limit the broker refuses it
 instead, and librdkafka 2.16 can then report it as delivered: when a later batch of the same
-partition was already in flight and succeeds, librdkafka takes that success as proof that the
-earlier batch was written too ("implicitly acked by subsequent batch success" in its `eos`
-debug log). Seen about once in two hundred tries of a 2 MB record followed at once by a
-small one.
+partition was already in flight and succeeds, librdkafka takes that success as proof that
+the earlier batch was written too ("implicitly acked by subsequent batch success" in its
+`eos` debug log). Seen about once in two hundred tries of a 2 MB record followed at once by
+a small one.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 RAW_TOPIC = "cwn.alerts.raw"
 _MAX_ERRORS_KEPT = 20
@@ -105,7 +105,10 @@ class FeedProducer:
         self.flush()
 
     def send(self, value: bytes, key: bytes | None = None) -> None:
-        """Queue one record; blocks while the client's queue is full (back-pressure)."""
+        """Queue one record; blocks while the client's queue is full (back-pressure).
+
+        A record over the client's limit is counted as sent and failed, with its error, and
+        never reaches a broker; the records after it go on."""
         while True:
             try:
                 self._producer.produce(
@@ -114,6 +117,13 @@ class FeedProducer:
                 break
             except BufferError:
                 self._producer.poll(0.1)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise
+                self._summary.sent += 1
+                self._summary.bytes += len(value)
+                self._failed(f"MSG_SIZE_TOO_LARGE: a record of {len(value)} bytes, over the client's limit")
+                return
         self._summary.sent += 1
         self._summary.bytes += len(value)
         self._producer.poll(0)
@@ -133,6 +143,9 @@ class FeedProducer:
         if error is None:
             self._summary.acknowledged += 1
             return
+        self._failed(f"{error.name()}: {error.str()}")
+
+    def _failed(self, error: str) -> None:
         self._summary.failed += 1
         if len(self._summary.errors) < _MAX_ERRORS_KEPT:
-            self._summary.errors.append(f"{error.name()}: {error.str()}")
+            self._summary.errors.append(error)
