@@ -120,10 +120,8 @@ class FeedProducer:
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
                     raise
-                self._summary.sent += 1
-                self._summary.bytes += len(value)
                 self._failed(f"MSG_SIZE_TOO_LARGE: a record of {len(value)} bytes, over the client's limit")
-                return
+                break
         self._summary.sent += 1
         self._summary.bytes += len(value)
         self._producer.poll(0)
