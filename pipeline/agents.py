@@ -49,6 +49,8 @@ Agent = Callable[[Any], Awaitable[None]]
 
 _DELIVERY_ATTEMPTS = 5
 _SLOW_WRITE_SECONDS = 5.0
+#: The in-flight window, in full batches' events: what bounds an agent's memory at full load.
+_FULL_BATCHES_IN_FLIGHT = 4
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,10 @@ class StageContext:
             for event in events:
                 event.message.incref()
             yield events
+
+    def in_flight(self) -> InFlight:
+        """An agent's window of batches in flight: four full batches' events."""
+        return InFlight(limit=_FULL_BATCHES_IN_FLIGHT * self.settings.batch_size)
 
     async def confirm(self, acks: asyncio.Future[list[Refused]], count: int) -> None:
         """Wait for a batch's acknowledgements; a refusal ends the process."""
@@ -92,16 +98,20 @@ class InFlight:
     events go only once the batch's completion (every write acknowledged) has finished, and
     never before every batch added earlier has been let go: events are let go in the order
     they were read, so a crash at any point re-reads every batch whose output is not safe.
-    At most `limit` batches are in flight; when the window is full the oldest is awaited,
-    which is the back-pressure.
+
+    At most `limit` events are held; past that, the oldest batch is awaited, which is the
+    back-pressure. The bound is in events, not batches: under moderate load a batch holds an
+    alert or two, and a window of a few batches filled whenever one answer was slow, stopping
+    the agent while the broker had room (`docs/performance.md`, "The in-flight window").
     """
 
-    def __init__(self, limit: int = 4) -> None:
+    def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._tasks: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._tasks: collections.deque[tuple[asyncio.Future[None], int]] = collections.deque()
+        self._held = 0
 
     async def add(self, events: list[Any], completion: Awaitable[None]) -> None:
-        earlier = self._tasks[-1] if self._tasks else None
+        earlier = self._tasks[-1][0] if self._tasks else None
 
         async def settle() -> None:
             await completion
@@ -116,9 +126,12 @@ class InFlight:
             for event in events:
                 event.ack()
 
-        self._tasks.append(asyncio.ensure_future(settle()))
-        while self._tasks and (self._tasks[0].done() or len(self._tasks) > self.limit):
-            await self._tasks.popleft()
+        self._tasks.append((asyncio.ensure_future(settle()), len(events)))
+        self._held += len(events)
+        while self._tasks and (self._tasks[0][0].done() or self._held > self.limit):
+            oldest, count = self._tasks.popleft()
+            self._held -= count
+            await oldest
 
 
 def fatal(reason: str) -> None:
@@ -151,7 +164,7 @@ def normalise_agent(ctx: StageContext, writer_of: Callable[[str], str | None] | 
     codec, out_topic = alert_codec(), ctx.settings.topic(NORMALISED)
 
     async def agent(stream: Any) -> None:
-        in_flight = InFlight()
+        in_flight = ctx.in_flight()
         async for events in ctx.batches(stream):
             started = time.perf_counter()
             messages = [event.message for event in events]
@@ -207,7 +220,7 @@ def dispatch_agent(ctx: StageContext, table: Any, sweep: TableSweep) -> Agent:
 
     async def agent(stream: Any) -> None:
         await ctx.directory_ready()
-        in_flight = InFlight()
+        in_flight = ctx.in_flight()
         async for events in ctx.batches(stream):
             started = time.perf_counter()
             view = ctx.directory

@@ -17,7 +17,7 @@ class Event:
 def test_events_are_let_go_only_after_their_writes_in_order_and_the_window_is_bounded():
     async def scenario():
         loop = asyncio.get_running_loop()
-        in_flight = InFlight(limit=2)
+        in_flight = InFlight(limit=4)  # events: two batches of two
         writes = [loop.create_future() for _ in range(4)]
         batches = [[Event(), Event()] for _ in range(4)]
 
@@ -35,7 +35,8 @@ def test_events_are_let_go_only_after_their_writes_in_order_and_the_window_is_bo
         await asyncio.sleep(0.01)
         assert not any(e.acked for b in batches[:2] for e in b)
 
-        # The window holds two: a third batch waits for the oldest, which is the back-pressure.
+        # The window holds four events: a third batch waits for the oldest, which is the
+        # back-pressure.
         adding = asyncio.ensure_future(in_flight.add(batches[2], completion(2)))
         await asyncio.sleep(0.01)
         assert not adding.done()
@@ -47,6 +48,54 @@ def test_events_are_let_go_only_after_their_writes_in_order_and_the_window_is_bo
             w.set_result(None)
         await asyncio.sleep(0.01)
         assert all(e.acked == 1 for b in batches for e in b)
+
+    asyncio.run(scenario())
+
+
+def test_the_window_is_counted_in_events_so_small_batches_do_not_fill_it():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        in_flight = InFlight(limit=10)
+        writes = [loop.create_future() for _ in range(11)]
+
+        # Ten batches of one event each, none acknowledged: all fit, the agent is not held up.
+        for n in range(10):
+            await asyncio.wait_for(in_flight.add([Event()], writes[n]), timeout=1)
+
+        # One more event is over the bound: the agent waits for the oldest batch, and only it.
+        adding = asyncio.ensure_future(in_flight.add([Event()], writes[10]))
+        await asyncio.sleep(0.01)
+        assert not adding.done()
+        writes[0].set_result(None)
+        await asyncio.wait_for(adding, timeout=1)
+
+        # A batch larger than the whole bound still goes through, once the earlier ones are let go.
+        big = [Event() for _ in range(25)]
+        adding = asyncio.ensure_future(in_flight.add(big, asyncio.sleep(0)))
+        await asyncio.sleep(0.01)
+        assert not adding.done()
+        for write in writes[1:]:
+            write.set_result(None)
+        await asyncio.wait_for(adding, timeout=1)
+        assert all(event.acked == 1 for event in big)
+
+    asyncio.run(scenario())
+
+
+def test_two_batches_that_fill_the_window_in_events_hold_up_a_third_of_one_event():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        in_flight = InFlight(limit=10)
+        writes = [loop.create_future() for _ in range(3)]
+        for n in range(2):
+            await asyncio.wait_for(in_flight.add([Event() for _ in range(5)], writes[n]), timeout=1)
+        adding = asyncio.ensure_future(in_flight.add([Event()], writes[2]))
+        await asyncio.sleep(0.01)
+        assert not adding.done()
+        writes[0].set_result(None)
+        await asyncio.wait_for(adding, timeout=1)
+        writes[1].set_result(None)
+        writes[2].set_result(None)
 
     asyncio.run(scenario())
 
