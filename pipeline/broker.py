@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -29,6 +30,14 @@ ADMIN_USER = "cwn-admin"
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.25.3"
 _READY_LINE = "Kafka Server started"
+#: The JVM options Kafka's own start scripts use (`kafka-run-class.sh`), unless
+#: `KAFKA_JVM_PERFORMANCE_OPTS` says otherwise, as it does for those scripts. With G1's own
+#: pause goal (200 ms) its young collections stopped the broker for 16-17 ms on average here,
+#: with Kafka's (20 ms) for 12-13 ms, more often.
+JVM_PERFORMANCE_OPTS = (
+    "-server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 "
+    "-XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -Djava.awt.headless=true"
+)
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -248,8 +257,10 @@ class LocalBroker:
         java = shutil.which("java")
         if java is None:
             raise BrokerError("Java 17+ is needed for the local broker: apt-get install default-jre-headless")
+        heap = os.environ.get("KAFKA_HEAP_OPTS") or f"-Xmx{self.heap} -Xms256m"
+        performance = os.environ.get("KAFKA_JVM_PERFORMANCE_OPTS") or JVM_PERFORMANCE_OPTS
         return [
-            java, f"-Xmx{self.heap}", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            java, *shlex.split(heap), *shlex.split(performance),
             f"-Dlog4j2.configurationFile={self.home / 'log4j2.xml'}",
             f"-Dkafka.logs.dir={self.home}", "-cp", f"{jars}/*", *args,
         ]  # fmt: skip
