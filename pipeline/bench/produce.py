@@ -11,8 +11,9 @@ Each writer runs in a process of its own on the same open-loop schedule, shaped 
 dispatch agent's writes: `bursts_per_s` times a second, a burst of `burst` records (one alert's
 deliveries), each to a different topic drawn from `topics` member-shaped topics. Writers:
 
-- `confluent_one_topic`: confluent-kafka writing the same records to one topic, where a
-  request carries a whole burst: **the baseline**, measured in the same run;
+- `confluent_one_topic`: confluent-kafka writing the same records to one topic, waiting
+  `BASELINE_LINGER_MS` so that a request carries a whole burst whatever the machine's load:
+  **the baseline**, measured in the same run;
 - `confluent`: confluent-kafka over the member-shaped topics, configured as the pipeline's
   producers are (`AsyncProducer.tuning`), one client;
 - `confluent_clients`: the same over `CWN_MEMBER_TOPIC_CLIENTS` clients, each writing its own
@@ -51,6 +52,9 @@ from pipeline.topics import TopicSpec
 
 PREFIX = "bench-produce-"
 WRITERS = ("confluent_one_topic", "confluent", "confluent_clients", "aiokafka")
+#: The baseline's linger. With none, a burst's records leave in as many requests as the broker
+#: thread wakes while the burst is being written, which depends on how busy the cores are.
+BASELINE_LINGER_MS = 5
 
 
 @dataclass(frozen=True)
@@ -157,13 +161,18 @@ def _on_schedule(deadline: float, wait: Callable[[float], None]) -> None:
 
 
 def confluent_writer(
-    settings: Settings, topics: Sequence[str], load: ProduceLoad, broker: int | None, clients: int = 1
+    settings: Settings,
+    topics: Sequence[str],
+    load: ProduceLoad,
+    broker: int | None,
+    clients: int = 1,
+    **overrides: Any,
 ) -> Sample:
-    """confluent-kafka on the schedule, configured as the pipeline's producers are, over
-    `clients` producers: the i-th topic is written through producer i mod `clients` (the
-    routing stage's round, `AsyncProducer`)."""
+    """confluent-kafka on the schedule, configured as the pipeline's producers are (with
+    `overrides` on top), over `clients` producers: the i-th topic is written through producer
+    i mod `clients` (the routing stage's round, `AsyncProducer`)."""
     stats: list[list[str]] = [[] for _ in range(clients)]
-    config = AsyncProducer.tuning(settings) | {"statistics.interval.ms": 200}
+    config = AsyncProducer.tuning(settings) | overrides | {"statistics.interval.ms": 200}
     producers = [make_producer(settings, **config, stats_cb=own.append) for own in stats]
     value = load.value()
     owner = {topic: producers[i % clients] for i, topic in enumerate(dict.fromkeys(topics))}
@@ -262,6 +271,8 @@ def _write(
 ) -> Sample:
     if writer == "aiokafka":
         return aiokafka_writer(settings, topics, load, broker)
+    if writer == "confluent_one_topic":
+        return confluent_writer(settings, topics, load, broker, **{"linger.ms": BASELINE_LINGER_MS})
     clients = settings.member_topic_clients if writer == "confluent_clients" else 1
     return confluent_writer(settings, topics, load, broker, clients)
 
