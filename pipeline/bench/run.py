@@ -292,7 +292,7 @@ def latency_at(
         raise RuntimeError(f"the pipeline did not account for every record: {counts.as_dict()}")
     members_start = {k: v for k, v in start.items() if k[0] != normalised}
     arrivals = measure.arrivals_since(settings, members_start)
-    latencies = [(stamp - sent[key.decode()]) * 1000 for key, stamp in arrivals if key.decode() in sent]
+    latencies = [(stamp - at) * 1000 for key, stamp in arrivals if (at := sent.get(key.decode())) is not None]
     complete = measure.completion_ms(arrivals, sent)
     codec = alert_codec()
     normalised_start = {k: v for k, v in start.items() if k[0] == normalised}
