@@ -1,4 +1,5 @@
-"""Faust, changed in four places: a consumer that asks the broker for new records at most
+"""Faust, changed in five places: a consumer that runs on the worker's event loop rather than
+a thread of its own (`ConsumerThread`), asks the broker for new records at most
 `fetch_wait_ms` ahead, hands each partition's records to the agents in unbroken offset order
 from where it last sought, and never commits past a record still in flight or from an unknown
 base, and table recovery that reads the bulk of a changelog in batches.
@@ -33,6 +34,7 @@ seen again from there is taken for a hole.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 import time
@@ -55,7 +57,62 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 
+class OnTheLoop:
+    """What a `ConsumerThread` starts in place of a thread: its service, as a task of the
+    running event loop."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.ensure_future(self.service._serve())
+
+    def stop(self) -> None:
+        """Nothing to join: `ConsumerThread.stop` awaits the task."""
+
+    def is_alive(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+
+async def call_here(fun: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`fun(*args, **kwargs)`, awaited when it gives an awaitable, in the caller's own task."""
+    result = fun(*args, **kwargs)
+    return await result if inspect.isawaitable(result) else result
+
+
 class ConsumerThread(driver.AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer service, run on the worker's event loop instead of a thread.
+
+    Faust runs the consumer on a thread of its own, with its own event loop, and every call
+    into it (each `getmany` above all) goes through a queue to that loop and its answer back,
+    two wake-ups across threads. Both threads then run Python and contend for the GIL: a
+    syscall on either side (a socket write, a wake-up) hands the GIL over, and taking it back
+    can wait for the other thread's switch interval. On the worker's own loop the calls are
+    plain awaits; the consumer's work (fetches, heartbeats, commits) is the same
+    (`docs/performance.md`, "The consumer on the worker's loop"). Nothing on that loop blocks
+    it for long: the stages are batches of bounded size, and the tables' bulk recovery and
+    the dedup count run on executor threads, so heartbeats keep their pace.
+    """
+
+    def __init__(self, consumer: Any, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
+        super().__init__(consumer, loop=loop, thread_loop=loop, Worker=OnTheLoop, **kwargs)
+
+    async def call_thread(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await call_here(fun, *args, **kwargs)
+
+    async def _gather_remaining_tasks(self) -> None:
+        # A service thread cancels every task left on its loop when it ends; this loop is the
+        # worker's, and its tasks are the worker's to stop.
+        return
+
+    async def stop(self) -> None:
+        await super().stop()
+        task = self._thread.task if isinstance(self._thread, OnTheLoop) else None
+        if task is not None and task is not asyncio.current_task():
+            # A failure of the service was reported when it happened (`crash`).
+            await asyncio.gather(task, return_exceptions=True)
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.app.fetch_wait_ms  # read when the fetcher starts

@@ -1,9 +1,10 @@
-"""The consumer's commit guard (Faust's own offset arithmetic, with records still in flight), and its
-delivery of each partition in offset order."""
+"""The consumer's commit guard (Faust's own offset arithmetic, with records still in flight), its
+delivery of each partition in offset order, and its service on the worker's own event loop."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,7 +18,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from intervaltree import Interval, IntervalTree
 
-from pipeline.faust_transport import Consumer, Place, place, safe_to_commit
+from pipeline import faust_transport
+from pipeline.faust_transport import (
+    Consumer,
+    ConsumerThread,
+    OnTheLoop,
+    Place,
+    call_here,
+    place,
+    safe_to_commit,
+)
+from pipeline.settings import Settings
 
 P0, P1 = TP("cwn.alerts.raw", 0), TP("cwn.alerts.raw", 1)
 
@@ -383,3 +394,53 @@ def test_a_jump_on_a_partition_the_client_just_gave_up_is_left_to_its_next_assig
     c.seek_wait = unassigned  # type: ignore[method-assign]
     assert delivered(c, log, 1, monkeypatch) == []  # the jump is read, the seek refused: no crash
     assert c._next == {P0: 10} and c._jumps == {P0: (10, 15)}
+
+
+def test_calls_into_the_consumer_are_awaited_in_the_callers_own_task():
+    async def run() -> None:
+        caller = asyncio.current_task(), threading.get_ident()
+
+        async def fetch(n: int) -> tuple[int, Any, int]:
+            return n, asyncio.current_task(), threading.get_ident()
+
+        n, task, thread = await call_here(fetch, 3)
+        assert (n, (task, thread)) == (3, caller)
+        assert await call_here(lambda position: position + 1, 41) == 42  # a plain method's value
+
+    asyncio.run(run())
+
+
+def test_the_consumer_service_runs_as_a_task_of_the_running_loop():
+    async def run() -> None:
+        served: list[tuple[int, asyncio.AbstractEventLoop]] = []
+        release = asyncio.Event()
+
+        class Service:
+            async def _serve(self) -> None:
+                served.append((threading.get_ident(), asyncio.get_running_loop()))
+                await release.wait()
+
+        runner = OnTheLoop(Service())
+        assert not runner.is_alive()
+        runner.start()
+        await asyncio.sleep(0)
+        assert served == [(threading.get_ident(), asyncio.get_running_loop())]
+        assert runner.is_alive()
+        release.set()
+        await asyncio.wait_for(runner.task, 1)  # type: ignore[arg-type]
+        assert not runner.is_alive()
+
+    asyncio.run(run())
+
+
+def test_the_workers_consumer_shares_the_apps_event_loop():
+    async def run() -> None:
+        app = faust_transport.App(
+            "cwn-test", settings=Settings(bootstrap="127.0.0.1:1"), broker="kafka://127.0.0.1:1"
+        )
+        service = app.consumer._thread
+        assert isinstance(service, ConsumerThread)
+        assert service.thread_loop is service.parent_loop is asyncio.get_running_loop()
+        assert service.Worker is OnTheLoop
+
+    asyncio.run(run())
