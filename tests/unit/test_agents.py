@@ -14,6 +14,17 @@ class Event:
         self.acked += 1
 
 
+async def held_up_until(adding, *answers):
+    """`adding` (an `InFlight.add`) holds the agent up until `answers` (writes) are answered,
+    and then goes on."""
+    task = asyncio.ensure_future(adding)
+    await asyncio.sleep(0.01)
+    assert not task.done()
+    for answer in answers:
+        answer.set_result(None)
+    await asyncio.wait_for(task, timeout=1)
+
+
 def test_events_are_let_go_only_after_their_writes_in_order_and_the_window_is_bounded():
     async def scenario():
         loop = asyncio.get_running_loop()
@@ -63,20 +74,11 @@ def test_the_window_is_counted_in_events_so_small_batches_do_not_fill_it():
             await asyncio.wait_for(in_flight.add([Event()], writes[n]), timeout=1)
 
         # One more event is over the bound: the agent waits for the oldest batch, and only it.
-        adding = asyncio.ensure_future(in_flight.add([Event()], writes[10]))
-        await asyncio.sleep(0.01)
-        assert not adding.done()
-        writes[0].set_result(None)
-        await asyncio.wait_for(adding, timeout=1)
+        await held_up_until(in_flight.add([Event()], writes[10]), writes[0])
 
         # A batch larger than the whole bound still goes through, once the earlier ones are let go.
         big = [Event() for _ in range(25)]
-        adding = asyncio.ensure_future(in_flight.add(big, asyncio.sleep(0)))
-        await asyncio.sleep(0.01)
-        assert not adding.done()
-        for write in writes[1:]:
-            write.set_result(None)
-        await asyncio.wait_for(adding, timeout=1)
+        await held_up_until(in_flight.add(big, asyncio.sleep(0)), *writes[1:])
         assert all(event.acked == 1 for event in big)
 
     asyncio.run(scenario())
@@ -89,11 +91,7 @@ def test_two_batches_that_fill_the_window_in_events_hold_up_a_third_of_one_event
         writes = [loop.create_future() for _ in range(3)]
         for n in range(2):
             await asyncio.wait_for(in_flight.add([Event() for _ in range(5)], writes[n]), timeout=1)
-        adding = asyncio.ensure_future(in_flight.add([Event()], writes[2]))
-        await asyncio.sleep(0.01)
-        assert not adding.done()
-        writes[0].set_result(None)
-        await asyncio.wait_for(adding, timeout=1)
+        await held_up_until(in_flight.add([Event()], writes[2]), writes[0])
         writes[1].set_result(None)
         writes[2].set_result(None)
 
